@@ -1,0 +1,281 @@
+"""RRL's flags, shared by the embedded runner's CLI and the OpenRLHF launcher.
+
+Each RRLConfig field is a flag --rrl_<name> with a dotted alias --rrl.<name> (same dest rrl_<name>).
+argparse keeps flag values as strings; from_args/from_dict parse and check them, so every bad value
+gives the same one-line RRLConfigError naming the flag, whichever front end read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .core.errors import RRLConfigError
+from .core.policies import POLICY_NAMES
+from .core.schedules import SCHEDULE_KINDS
+from .core.scoring import SCORER_NAMES
+
+
+@dataclass
+class RRLConfig:
+    enable: bool = False
+    replay_share: Any = 0.25  # float in [0, 1] or "auto"
+    share_schedule: str = "constant"
+    start_step: int = 0
+    warmup_steps: int = 0
+    total_steps: int | None = None
+    share_min: float = 0.05
+    share_max: float = 0.5
+    buffer_capacity: int = 4096
+    per_prompt_capacity: int = 8
+    temperature: float = 1.0
+    restart_decay: float = 0.7
+    scorer: str = "reward"
+    policy: str = "promise"
+    target_pass_rate: float = 0.5
+    hard_threshold: float = 0.5
+    success_threshold: float = 0.5
+    min_prefix_frac: float = 0.1
+    max_prefix_frac: float = 0.9
+    min_prefix_tokens: int = 1
+    max_prefix_tokens: int = 0
+    cut_every: int = 32
+    boundary_tokens: tuple = ()
+    admit_per_step: int = -1
+    max_restarts_per_prompt: int = 1
+    retire_solved_rate: float = 0.75
+    retire_dead_after: int = 16
+    restart_temperature: float | None = None
+    train_prefix: bool = False
+    buffer_path: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "RRLConfig":
+        """Parse and check every field in place; raises RRLConfigError naming the flag."""
+        for f in fields(self):
+            setattr(self, f.name, _SPECS[f.name].parse(f.name, getattr(self, f.name)))
+        if self.share_min > self.share_max:
+            raise RRLConfigError(f"--rrl_share_min: expected <= --rrl_share_max ({self.share_max}), got {self.share_min}")
+        if self.min_prefix_frac > self.max_prefix_frac:
+            raise RRLConfigError(f"--rrl_min_prefix_frac: expected <= --rrl_max_prefix_frac ({self.max_prefix_frac}), "
+                                 f"got {self.min_prefix_frac}")
+        if self.share_schedule == "cosine" and self.replay_share != "auto" and (
+                self.total_steps is None or self.total_steps <= self.start_step + self.warmup_steps):
+            raise RRLConfigError(f"--rrl_total_steps: the cosine schedule needs total_steps > start_step + warmup_steps "
+                                 f"({self.start_step + self.warmup_steps}), got {self.total_steps!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["boundary_tokens"] = list(self.boundary_tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RRLConfig":
+        """Build from {name: value} (an optional rrl_ prefix on names is accepted)."""
+        names = {f.name for f in fields(cls)}
+        kw = {}
+        for k, v in d.items():
+            name = k[4:] if k.startswith("rrl_") or k.startswith("rrl.") else k
+            if name not in names:
+                raise RRLConfigError(f"--rrl_{name}: unknown RRL option")
+            kw[name] = v
+        return cls(**kw)
+
+    @classmethod
+    def from_args(cls, namespace) -> "RRLConfig":
+        """Read the rrl_* attributes of an argparse namespace; missing ones take their defaults."""
+        kw = {}
+        for f in fields(cls):
+            if hasattr(namespace, "rrl_" + f.name):
+                kw[f.name] = getattr(namespace, "rrl_" + f.name)
+        return cls(**kw)
+
+
+# ------------------------------------------------------------------ parsing and help per field
+class _Spec:
+    def __init__(self, kind: str, expected: str, help: str, lo=None, hi=None, lo_open=False, choices=None,
+                 none_ok=False):
+        self.kind, self.expected, self.help = kind, expected, help
+        self.lo, self.hi, self.lo_open, self.choices, self.none_ok = lo, hi, lo_open, choices, none_ok
+
+    def fail(self, name, v):
+        shown = v if isinstance(v, str) and v.strip() else repr(v)
+        raise RRLConfigError(f"--rrl_{name}: expected {self.expected}, got {shown}")
+
+    def parse(self, name: str, v):
+        if self.none_ok and (v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "null"))):
+            return None
+        k = self.kind
+        if k == "flag":
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return v.strip().lower() in ("1", "true", "yes", "on")
+            self.fail(name, v)
+        if k == "share":
+            if isinstance(v, str) and v.strip().lower() == "auto":
+                return "auto"
+            x = _to_float(v)
+            if x is None or not 0.0 <= x <= 1.0:
+                self.fail(name, v)
+            return x
+        if k == "str":
+            if not isinstance(v, str) or (self.choices and v not in self.choices):
+                self.fail(name, v)
+            return v
+        if k == "scorer":
+            if not isinstance(v, str):
+                self.fail(name, v)
+            if v.startswith("file:"):
+                if not os.path.isfile(v[5:]):
+                    raise RRLConfigError(f"--rrl_scorer: scorer file not found: {v[5:]}")
+                return v
+            if v not in SCORER_NAMES:
+                self.fail(name, v)
+            return v
+        if k == "ids":
+            if isinstance(v, str):
+                parts = [p for p in v.replace(" ", ",").split(",") if p]
+                try:
+                    return tuple(int(p) for p in parts)
+                except ValueError:
+                    self.fail(name, v)
+            if isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                return tuple(v)
+            self.fail(name, v)
+        if k == "int":
+            x = _to_int(v)
+        else:
+            x = _to_float(v)
+        if x is None or (self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)) or (
+                self.hi is not None and x > self.hi):
+            self.fail(name, v)
+        return x
+
+
+def _to_int(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _to_float(v):
+    if isinstance(v, bool):
+        return None
+    try:
+        x = float(v) if isinstance(v, (int, float, str)) else None
+    except ValueError:
+        return None
+    return x if x is not None and math.isfinite(x) else None
+
+
+_SPECS: dict[str, _Spec] = {
+    "enable": _Spec("flag", "a flag", "Turn Retrospective Replay on; off, the run is plain RL."),
+    "replay_share": _Spec(
+        "share", "a number in [0, 1] or 'auto'",
+        "Fraction of each batch's groups restarted from the buffer (the last slots of the batch), or 'auto' "
+        "to steer it within [--rrl_share_min, --rrl_share_max] by how often restart groups have mixed outcomes. "
+        "Lower it when restart groups are mostly all-pass or all-fail; try auto when unsure."),
+    "share_schedule": _Spec(
+        "str", "one of " + ", ".join(SCHEDULE_KINDS), "How the share moves over steps: constant, linear (ramp "
+        "up over --rrl_warmup_steps) or cosine (ramp, then decay to 0 by --rrl_total_steps). Use linear if a "
+        "sudden change of batch mix destabilises training.", choices=SCHEDULE_KINDS),
+    "start_step": _Spec("int", "an integer >= 0", "No restarts before this step (candidates are still "
+                        "collected). Raise it so the policy first learns the skills needed to finish a restart.", lo=0),
+    "warmup_steps": _Spec("int", "an integer >= 0", "Steps over which linear/cosine ramp the share up from 0 "
+                          "after --rrl_start_step.", lo=0),
+    "total_steps": _Spec("int", "an integer >= 1 or none", "Length of the run, needed by the cosine schedule.",
+                         lo=1, none_ok=True),
+    "share_min": _Spec("float", "a number in [0, 1]", "Lowest share 'auto' may choose. Keep it above 0: at 0 "
+                       "no restart runs and auto can no longer see whether restarts pay.", lo=0.0, hi=1.0),
+    "share_max": _Spec("float", "a number in [0, 1]", "Highest share 'auto' may choose.", lo=0.0, hi=1.0),
+    "buffer_capacity": _Spec("int", "an integer >= 0", "Most retained states kept; the lowest priority is "
+                             "evicted. Lower it if the buffer fills with untried states (takeover).", lo=0),
+    "per_prompt_capacity": _Spec("int", "an integer >= 1", "Most retained states of one prompt, so a few hard "
+                                 "prompts cannot fill the buffer.", lo=1),
+    "temperature": _Spec("float", "a number > 0", "Priority temperature: priority = exp(score / T). Lower it "
+                         "to favour the top-scored states more strongly.", lo=0.0, lo_open=True),
+    "restart_decay": _Spec("float", "a number in (0, 1]", "Priority factor per restart already run from a "
+                           "state, so untested states get their turn. 1 disables the decay.", lo=0.0, hi=1.0,
+                           lo_open=True),
+    "scorer": _Spec("scorer", "one of " + ", ".join(SCORER_NAMES) + " or file:path.py",
+                    "How cut points are chosen and scored: critic (PPO values), reward (critic-free), checker "
+                    "(longest verified prefix; needs a step checker), entropy (ExTra), mc (reward, then the "
+                    "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw)."),
+    "policy": _Spec("str", "one of " + ", ".join(POLICY_NAMES),
+                    "Which entries restart: promise (the paper: by priority), passrate (estimated pass rate nearest "
+                    "--rrl_target_pass_rate) or uncertainty (Thompson draw nearest the target). Try passrate if "
+                    "restart groups come back all-pass or all-fail.", choices=POLICY_NAMES),
+    "target_pass_rate": _Spec("float", "a number in [0, 1]", "Pass rate the passrate and uncertainty policies "
+                              "aim for; binary rewards carry most signal near 0.5.", lo=0.0, hi=1.0),
+    "hard_threshold": _Spec("float", "a number in [0, 1]", "Only prompts whose fresh group succeeds less often "
+                            "than this give candidates. Lower it to keep only the hardest prompts.", lo=0.0, hi=1.0),
+    "success_threshold": _Spec("float", "a number", "A continuation counts as a success when its reward is "
+                               "at least this. Match it to your reward's scale."),
+    "min_prefix_frac": _Spec("float", "a number in [0, 1]", "Shortest kept prefix as a fraction of its response.",
+                             lo=0.0, hi=1.0),
+    "max_prefix_frac": _Spec("float", "a number in [0, 1]", "Longest kept prefix as a fraction of its response; "
+                             "lower it so restarts leave real work to do.", lo=0.0, hi=1.0),
+    "min_prefix_tokens": _Spec("int", "an integer >= 0", "Shortest kept prefix in tokens.", lo=0),
+    "max_prefix_tokens": _Spec("int", "an integer >= 0", "Longest kept prefix in tokens; 0 means no limit. Set "
+                               "it when long prefixes crowd out the generation budget.", lo=0),
+    "cut_every": _Spec("int", "an integer >= 1", "Token stride of cuts when no --rrl_boundary_tokens match "
+                       "(reward and mc scorers).", lo=1),
+    "boundary_tokens": _Spec("ids", "comma-separated token ids", "Token ids that end a reasoning step (e.g. the "
+                             "newline id); cuts go right after them. Set them for step-structured tasks."),
+    "admit_per_step": _Spec("int", "an integer >= -1", "New buffer entries admitted per step, best first; -1 "
+                            "means as many as the restart slots of a batch at the nominal share. Lower it if "
+                            "rrl/untried keeps growing.", lo=-1),
+    "max_restarts_per_prompt": _Spec("int", "an integer >= 1", "Restart groups of one prompt in one step.", lo=1),
+    "retire_solved_rate": _Spec("float", "a number in [0, 1]", "A prompt whose fresh group succeeds at least "
+                                "this often retires its entries (no head start needed).", lo=0.0, hi=1.0),
+    "retire_dead_after": _Spec("int", "an integer >= 0", "A state retires after this many continuations "
+                               "without a success; 0 never retires dead states.", lo=0),
+    "restart_temperature": _Spec("float", "a number > 0 or none", "Sampling temperature of restart groups; "
+                                 "none means the run's own. Raise it if restart groups fail or pass all together.",
+                                 lo=0.0, lo_open=True, none_ok=True),
+    "train_prefix": _Spec("flag", "a flag", "Also train on the replayed prefix tokens, with the stored rollout "
+                          "log-probs and importance correction; off (default) masks them as prompt-side context."),
+    "buffer_path": _Spec("str", "a path", "Where the buffer is saved and resumed from (JSON lines); none "
+                         "keeps it in memory only.", none_ok=True),
+    "seed": _Spec("int", "an integer", "Seed of the buffer's and the planner's random draws."),
+}
+
+
+def _default_text(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, tuple):
+        return ",".join(map(str, v)) or "none"
+    return str(v)
+
+
+def add_rrl_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Register every RRLConfig field as --rrl_<name> and --rrl.<name> (dest rrl_<name>)."""
+    group = parser.add_argument_group("Retrospective Replay (RRL)")
+    for f in fields(RRLConfig):
+        spec = _SPECS[f.name]
+        opts = (f"--rrl_{f.name}", f"--rrl.{f.name}")
+        if spec.kind == "flag":
+            group.add_argument(*opts, dest=f"rrl_{f.name}", action="store_true", default=f.default,
+                               help=f"{spec.help} (default: off)")
+        else:
+            group.add_argument(*opts, dest=f"rrl_{f.name}", type=str, default=f.default, metavar="VALUE",
+                               help=f"{spec.help} (default: {_default_text(f.default)})")
+    return parser

@@ -1,0 +1,222 @@
+"""Scorers: which cut points of a trajectory become buffer candidates, and how promising each is.
+
+Every scorer only mines trajectories of HARD prompts (group success rate below hard_threshold):
+an easy prompt needs no head start. Every scorer obeys the same length limits (clip_cuts), and
+picks its cuts among the allowed positions, so a limit never silently empties a scorer's choice.
+
+  critic   PPO: cut where the critic's value is highest; score = that value (the paper's rule).
+  reward   critic-free: cuts at step boundaries (or every K tokens); score = reward + a small bonus
+           for deeper cuts, so partial credit and rare successes rank first.
+  checker  cut at the longest prefix a step checker verified, in failed rollouts; score = the
+           verified fraction (worked best in DESIGN.md's measurements; needs a process checker).
+  entropy  ExTra: cut before the most uncertain tokens; score = the entropy there.
+  mc       like reward, but the score is replaced by the restart pass rate (Monte-Carlo refresh).
+  file:x.py  score_func(prompt_ids, response_ids, reward, label, **kw) -> [(cut, score), ...].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from typing import Protocol
+
+from .cuts import allowed_range, boundary_cuts, every_k_cuts, top_entropy_cuts, top_value_cuts
+from .errors import RRLConfigError
+from .state import RetainedState
+from .trajectory import Trajectory
+
+SCORER_NAMES = ("critic", "reward", "checker", "entropy", "mc")
+
+
+class Scorer(Protocol):
+    refresh_from_restarts: bool
+
+    def candidates(self, traj: Trajectory, step: int) -> list[RetainedState]: ...
+
+
+def _as_list(x):
+    if x is None:
+        return None
+    return x.tolist() if hasattr(x, "tolist") else list(x)
+
+
+def _finite_at(xs, i):
+    """xs[i] as a float when present and finite, else None (the buffer file stores no NaN)."""
+    if xs is None or i >= len(xs):
+        return None
+    x = float(xs[i])
+    return x if math.isfinite(x) else None
+
+
+def _finite_tuple(xs, n):
+    if xs is None or len(xs) < n:
+        return None
+    out = tuple(float(x) for x in xs[:n])
+    return out if all(math.isfinite(x) for x in out) else None
+
+
+class BaseScorer:
+    """Shared part: hard-prompt gate, length limits, building RetainedState objects."""
+
+    refresh_from_restarts = False
+
+    def __init__(self, hard_threshold: float = 0.5, min_prefix_frac: float = 0.1, max_prefix_frac: float = 0.9,
+                 min_prefix_tokens: int = 1, max_prefix_tokens: int | None = None, cut_every: int = 32,
+                 boundary_tokens=(), max_cuts: int = 4, cut_bonus: float = 0.1):
+        self.hard_threshold = hard_threshold
+        self.min_prefix_frac = min_prefix_frac
+        self.max_prefix_frac = max_prefix_frac
+        self.min_prefix_tokens = min_prefix_tokens
+        self.max_prefix_tokens = max_prefix_tokens
+        self.cut_every = cut_every
+        self.boundary_tokens = frozenset(int(t) for t in (boundary_tokens or ()))
+        self.max_cuts = max_cuts
+        self.cut_bonus = cut_bonus
+
+    def allowed_cuts(self, traj: Trajectory) -> range:
+        """Cuts within the length limits, before EOS and (for a restart) deeper than its prefix."""
+        n = len(traj.response_ids)
+        r = allowed_range(n, self.min_prefix_frac, self.max_prefix_frac, self.min_prefix_tokens,
+                          self.max_prefix_tokens, eos_pos=traj.eos_pos)
+        return range(max(r.start, traj.prefix_len + 1), max(r.start, r.stop))
+
+    def scored_cuts(self, traj: Trajectory, allowed: range) -> list[tuple[int, float]]:
+        """(cut, score) pairs; cuts outside `allowed` are dropped by the caller."""
+        raise NotImplementedError
+
+    def candidates(self, traj: Trajectory, step: int) -> list[RetainedState]:
+        if traj.group_success_rate >= self.hard_threshold:
+            return []
+        allowed = self.allowed_cuts(traj)
+        if not allowed:
+            return []
+        # a NaN/inf score (a diverged critic, say) would poison the priority sums: drop it
+        pairs = [(int(c), float(s)) for c, s in self.scored_cuts(traj, allowed)
+                 if int(c) in allowed and math.isfinite(float(s))]
+        if not pairs:
+            return []
+        response = tuple(int(t) for t in _as_list(traj.response_ids))
+        prompt = tuple(int(t) for t in _as_list(traj.prompt_ids))
+        logprobs = _as_list(traj.logprobs)
+        values = _as_list(traj.values)
+        entropies = _as_list(traj.entropies)
+        n = len(response)
+        out = []
+        for c, score in pairs:
+            out.append(RetainedState(
+                prompt_key=traj.prompt_key,
+                prompt_ids=prompt,
+                prefix_ids=response[:c],
+                prefix_logprobs=_finite_tuple(logprobs, c),
+                label=traj.label,
+                score=score,
+                step_found=step,
+                last_seen=step,
+                cut_fraction=c / n,
+                source_len=n,
+                source_reward=float(traj.reward),
+                cut_value=_finite_at(values, c),
+                cut_entropy=_finite_at(entropies, c),
+                verified_steps=traj.verified_steps,
+            ))
+        return out
+
+    def _spread(self, cuts: list[int]) -> list[int]:
+        """At most max_cuts cuts, evenly spread: several depths give a reverse curriculum."""
+        m = self.max_cuts
+        if m <= 0 or len(cuts) <= m:
+            return cuts
+        return sorted({cuts[int((i + 0.5) * len(cuts) / m)] for i in range(m)})
+
+
+class CriticScorer(BaseScorer):
+    def scored_cuts(self, traj, allowed):
+        values = _as_list(traj.values)
+        if values is None:
+            return []
+        allowed = allowed[: max(0, len(values) - allowed.start)]
+        picked = top_value_cuts([values[c] for c in allowed], self.max_cuts)
+        return [(allowed[i], values[allowed[i]]) for i in picked]
+
+
+class RewardScorer(BaseScorer):
+    def stride_or_boundary_cuts(self, traj, allowed):
+        cuts = []
+        if self.boundary_tokens:
+            cuts = [c for c in boundary_cuts(_as_list(traj.response_ids), self.boundary_tokens) if c in allowed]
+        if not cuts:
+            cuts = [c for c in every_k_cuts(len(traj.response_ids), max(1, self.cut_every)) if c in allowed]
+        return self._spread(cuts)
+
+    def scored_cuts(self, traj, allowed):
+        n = len(traj.response_ids)
+        return [(c, float(traj.reward) + self.cut_bonus * c / n) for c in self.stride_or_boundary_cuts(traj, allowed)]
+
+
+class MonteCarloScorer(RewardScorer):
+    """Starts from the reward score; RetrospectiveReplay then sets score = restart pass rate."""
+
+    refresh_from_restarts = True
+
+
+class CheckerScorer(BaseScorer):
+    def scored_cuts(self, traj, allowed):
+        if traj.success or traj.verified_tokens is None:
+            return []
+        # every prefix of a verified prefix is verified: clip the cut down into the allowed range
+        c = min(traj.verified_tokens, allowed[-1])
+        if c not in allowed:
+            return []
+        return [(c, c / len(traj.response_ids))]
+
+
+class EntropyScorer(BaseScorer):
+    def scored_cuts(self, traj, allowed):
+        ent = _as_list(traj.entropies)
+        if ent is None:
+            return []
+        allowed = allowed[: max(0, len(ent) - allowed.start)]
+        picked = top_entropy_cuts([ent[c] for c in allowed], self.max_cuts)
+        return [(allowed[i], ent[allowed[i]]) for i in picked]
+
+
+class FileScorer(BaseScorer):
+    """A user's score_func from a .py file, loaded like an OpenRLHF reward file."""
+
+    def __init__(self, path: str, **opts):
+        super().__init__(**opts)
+        self.path = path
+        if not os.path.isfile(path):
+            raise RRLConfigError(f"--rrl_scorer: scorer file not found: {path}")
+        spec = importlib.util.spec_from_file_location("rrl_user_scorer", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # the user's file: report it on one line, naming the file
+            raise RRLConfigError(f"--rrl_scorer: cannot load {path}: {type(e).__name__}: {e}") from None
+        self.score_func = getattr(module, "score_func", None)
+        if not callable(self.score_func):
+            raise RRLConfigError(f"--rrl_scorer: {path} defines no score_func(prompt_ids, response_ids, reward, label, **kw)")
+
+    def scored_cuts(self, traj, allowed):
+        out = self.score_func(
+            prompt_ids=_as_list(traj.prompt_ids), response_ids=_as_list(traj.response_ids), reward=traj.reward,
+            label=traj.label, success=traj.success, logprobs=_as_list(traj.logprobs), values=_as_list(traj.values),
+            entropies=_as_list(traj.entropies), verified_tokens=traj.verified_tokens,
+            group_success_rate=traj.group_success_rate, prefix_len=traj.prefix_len, allowed_cuts=allowed)
+        return [(int(c), float(s)) for c, s in (out or [])]
+
+
+_SCORERS = {"critic": CriticScorer, "reward": RewardScorer, "checker": CheckerScorer,
+            "entropy": EntropyScorer, "mc": MonteCarloScorer}
+
+
+def make_scorer(name: str, **opts) -> BaseScorer:
+    """Build a scorer by its --rrl_scorer name; opts are BaseScorer's keyword arguments."""
+    if isinstance(name, str) and name.startswith("file:"):
+        return FileScorer(name[len("file:"):], **opts)
+    if name not in _SCORERS:
+        raise RRLConfigError(f"--rrl_scorer: unknown scorer {name!r} (expected one of "
+                             f"{', '.join(SCORER_NAMES)} or file:path.py)")
+    return _SCORERS[name](**opts)

@@ -1,0 +1,174 @@
+"""One retained state: a prompt plus the start of a response that RRL may restart from.
+
+An entry carries everything a selection policy needs so that RRL (promise), pass-rate targeting
+(Prefix Sampling), uncertainty (Pros), PrefixRL and failure prefixes are all small policies over
+the same buffer: its restart outcomes (a Beta posterior comes for free), where it was cut, and the
+critic value / token entropy at the cut when known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from array import array
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def state_key(prompt_ids, prefix_ids) -> str:
+    """sha1 of the token ids, so the same (prompt, prefix) found twice merges into one entry."""
+    p = array("q", prompt_ids)
+    r = array("q", prefix_ids)
+    if sys.byteorder != "little":  # the key must not depend on the machine that wrote the file
+        p.byteswap()
+        r.byteswap()
+    h = hashlib.sha1(len(p).to_bytes(8, "little"))
+    h.update(p.tobytes())
+    h.update(r.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class RetainedState:
+    prompt_key: str
+    prompt_ids: tuple
+    prefix_ids: tuple  # response tokens kept; the prompt is not included
+    prefix_logprobs: tuple | None = None  # rollout log-probs of the prefix (only for --rrl_train_prefix)
+    label: Any = None  # ground truth handed to the reward function, JSON-serialisable
+    score: float = 0.0
+    step_found: int = 0
+    restarts: int = 0  # restart groups run from this state
+    continuations: int = 0  # samples drawn from it over all restarts
+    successes: int = 0  # successful continuations
+    last_seen: int = 0  # last step it was found or restarted
+    cut_fraction: float = 0.0  # len(prefix) / len(source response)
+    source_len: int = 0
+    source_reward: float = 0.0
+    cut_value: float | None = None  # critic value at the cut (PPO)
+    cut_entropy: float | None = None  # policy entropy at the cut (ExTra)
+    verified_steps: int | None = None  # steps a checker verified in the prefix
+    pinned: bool = False  # a reviewer wants it kept: evicted last, never auto-retired
+    banned: bool = False  # a reviewer rejected it: never sampled, never re-admitted
+    key: str = field(init=False, default="")
+
+    def __post_init__(self):
+        if type(self.prompt_ids) is not tuple:
+            self.prompt_ids = tuple(self.prompt_ids)
+        if type(self.prefix_ids) is not tuple:
+            self.prefix_ids = tuple(self.prefix_ids)
+        if self.prefix_logprobs is not None and type(self.prefix_logprobs) is not tuple:
+            self.prefix_logprobs = tuple(self.prefix_logprobs)
+        self.key = state_key(self.prompt_ids, self.prefix_ids)
+
+    @property
+    def failures(self) -> int:
+        return self.continuations - self.successes
+
+    def posterior(self, prior_a: float = 1.0, prior_b: float = 1.0) -> tuple[float, float]:
+        """Beta(a, b) belief about the pass rate of a continuation from this state."""
+        return prior_a + self.successes, prior_b + self.failures
+
+    @property
+    def pass_rate(self) -> float:
+        """Posterior mean under a uniform prior: 0.5 for an untried state."""
+        a, b = self.posterior()
+        return a / (a + b)
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RetainedState":
+        """Rebuild from to_json(); a wrong type raises ValueError naming the field (the key is recomputed)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown field")
+        kw = {}
+        for name, kind, required in _SCHEMA:
+            if name not in d:
+                if required:
+                    raise ValueError(f"{name}: missing")
+                continue
+            kw[name] = _check(name, kind, d[name])
+        return cls(**kw)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check(name, kind, v):
+    ok = True
+    if kind == "str":
+        ok = isinstance(v, str)
+    elif kind == "ids":
+        ok = isinstance(v, list) and all(_is_int(x) for x in v)
+        v = tuple(v) if ok else v
+    elif kind == "floats?":
+        if v is not None:
+            ok = isinstance(v, list) and all(_is_num(x) for x in v)
+            v = tuple(float(x) for x in v) if ok else v
+    elif kind == "int":
+        ok = _is_int(v)
+    elif kind == "int?":
+        ok = v is None or _is_int(v)
+    elif kind == "num":
+        ok = _is_num(v)
+        v = float(v) if ok else v
+    elif kind == "num?":
+        ok = v is None or _is_num(v)
+        v = float(v) if ok and v is not None else v
+    elif kind == "bool":
+        ok = isinstance(v, bool)
+    elif kind == "any":
+        ok = True
+    if not ok:
+        raise ValueError(f"{name}: expected {_KIND_WORDS[kind]}, got {v!r:.60}")
+    return v
+
+
+_KIND_WORDS = {
+    "str": "a string",
+    "ids": "a list of token ids (ints)",
+    "floats?": "a list of numbers or null",
+    "int": "an integer",
+    "int?": "an integer or null",
+    "num": "a finite number",
+    "num?": "a finite number or null",
+    "bool": "true or false",
+    "any": "any JSON value",
+}
+
+_SCHEMA = [
+    ("prompt_key", "str", True),
+    ("prompt_ids", "ids", True),
+    ("prefix_ids", "ids", True),
+    ("prefix_logprobs", "floats?", False),
+    ("label", "any", False),
+    ("score", "num", False),
+    ("step_found", "int", False),
+    ("restarts", "int", False),
+    ("continuations", "int", False),
+    ("successes", "int", False),
+    ("last_seen", "int", False),
+    ("cut_fraction", "num", False),
+    ("source_len", "int", False),
+    ("source_reward", "num", False),
+    ("cut_value", "num?", False),
+    ("cut_entropy", "num?", False),
+    ("verified_steps", "int?", False),
+    ("pinned", "bool", False),
+    ("banned", "bool", False),
+]
