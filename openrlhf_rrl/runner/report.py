@@ -1,0 +1,164 @@
+"""Turn per-run metric files into the numbers a person compares: a markdown table and a plot.
+
+A run's metrics are JSON lines (`metrics/<arm>_s<seed>.jsonl`): `kind: train` rows per step,
+`kind: eval` rows every few steps, one `kind: summary` row at the end. Everything here reads those
+files only, so a table can be rebuilt from a finished (or copied) output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openrlhf_rrl.atomic import atomic_write_text
+
+
+@dataclass
+class RunCurve:
+    arm: str
+    seed: int
+    eval_steps: list[int] = field(default_factory=list)
+    evals: dict[str, list[float]] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def read_run(path: str | os.PathLike) -> RunCurve:
+    name = Path(path).stem  # <arm>_s<seed>
+    arm, _, seed = name.rpartition("_s")
+    run = RunCurve(arm=arm, seed=int(seed))
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row.get("kind") == "eval":
+                run.eval_steps.append(row["step"])
+                for key, value in row.items():
+                    if key.startswith("eval/"):
+                        run.evals.setdefault(key, []).append(value)
+            elif row.get("kind") == "summary":
+                run.summary = row
+    return run
+
+
+def read_runs(out_dir: str | os.PathLike) -> dict[str, list[RunCurve]]:
+    """All runs of an output folder, grouped by arm, seeds in order."""
+    arms: dict[str, list[RunCurve]] = {}
+    for path in sorted(Path(out_dir, "metrics").glob("*.jsonl")):
+        run = read_run(path)
+        arms.setdefault(run.arm, []).append(run)
+    for runs in arms.values():
+        runs.sort(key=lambda r: r.seed)
+    return arms
+
+
+def mean_curve(runs: list[RunCurve], key: str) -> tuple[list[int], list[float]]:
+    """Seed-mean eval curve over the steps every run has."""
+    length = min(len(r.evals.get(key, [])) for r in runs)
+    steps = runs[0].eval_steps[:length]
+    return steps, [statistics.fmean(r.evals[key][i] for r in runs) for i in range(length)]
+
+
+def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
+    for step, value in zip(steps, values):
+        if value >= target - 1e-12:
+            return step
+    return None
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+
+
+def summarize(arms: dict[str, list[RunCurve]], key: str, baseline: str = "baseline") -> list[dict]:
+    """One row per arm: final success, per-seed wins, steps to the baseline's final value, cost."""
+    base_runs = arms.get(baseline)
+    base_final_by_seed = {r.seed: r.evals[key][-1] for r in base_runs} if base_runs else {}
+    base_steps, base_curve = mean_curve(base_runs, key) if base_runs else ([], [])
+    target = base_curve[-1] if base_curve else None
+    rows = []
+    for arm, runs in arms.items():
+        finals = [r.evals[key][-1] for r in runs if r.evals.get(key)]
+        steps, curve = mean_curve(runs, key)
+        reach = first_step_reaching(steps, curve, target) if target is not None else None
+        horizon = base_steps[-1] if base_steps else None
+        wins = sum(1 for r in runs if r.seed in base_final_by_seed and r.evals[key][-1] > base_final_by_seed[r.seed])
+        step_s = [r.summary.get("step_time_s", 0.0) for r in runs]
+        overhead = [r.summary.get("rrl_overhead_pct", 0.0) for r in runs]
+        rows.append(
+            {
+                "arm": arm,
+                "seeds": len(runs),
+                "final": _mean_sd(finals),
+                "final_mean": statistics.fmean(finals) if finals else math.nan,
+                "auc": statistics.fmean(curve) if curve else math.nan,
+                "wins": f"{wins}/{len(runs)}" if arm != baseline else "-",
+                "steps_to_baseline_final": reach,
+                "steps_ratio": (reach / horizon) if (reach is not None and horizon) else None,
+                "tokens": statistics.fmean(r.summary.get("tokens_generated", 0) for r in runs),
+                "wall_s": statistics.fmean(r.summary.get("wall_s", 0.0) for r in runs),
+                "step_ms": 1000 * statistics.fmean(step_s) if step_s else math.nan,
+                "rrl_overhead_pct": statistics.fmean(overhead) if overhead else 0.0,
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict], key: str) -> str:
+    head = (
+        f"| arm | seeds | final {key} (mean ± sd) | seed wins vs baseline | steps to baseline final (ratio) "
+        "| mean over evals | tokens generated | wall s / run | ms / step | RRL bookkeeping % of step |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        reach = "not reached" if r["steps_to_baseline_final"] is None else f"{r['steps_to_baseline_final']}"
+        if r["steps_ratio"] is not None:
+            reach += f" ({r['steps_ratio']:.2f}x)"
+        lines.append(
+            f"| {r['arm']} | {r['seeds']} | {r['final']} | {r['wins']} | {reach} | {r['auc']:.3f} "
+            f"| {r['tokens']:.0f} | {r['wall_s']:.0f} | {r['step_ms']:.0f} | {r['rrl_overhead_pct']:.2f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def plot_curves(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLike, title: str) -> None:
+    """Seed-mean eval success vs step per arm, with the min..max band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for arm, runs in arms.items():
+        steps, curve = mean_curve(runs, key)
+        length = len(steps)
+        lo = [min(r.evals[key][i] for r in runs) for i in range(length)]
+        hi = [max(r.evals[key][i] for r in runs) for i in range(length)]
+        (line,) = ax.plot(steps, curve, marker="o", markersize=3, label=f"{arm} (mean of {len(runs)} seeds)")
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(f"held-out success ({key.removeprefix('eval/')}, greedy)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    tmp = Path(str(path) + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: str | os.PathLike, key: str = "eval/hard", title: str = "") -> tuple[str, list[dict]]:
+    """Write results.md and curves.png into out_dir; returns the markdown and the rows."""
+    arms = read_runs(out_dir)
+    rows = summarize(arms, key)
+    table = markdown_table(rows, key)
+    atomic_write_text(Path(out_dir, "results.md"), f"# {title or 'RRL vs baseline'}\n\n{table}")
+    plot_curves(arms, key, Path(out_dir, "curves.png"), title or f"{key} vs step")
+    return table, rows

@@ -1,0 +1,397 @@
+"""The embedded RL trainer: one process, one model, OpenRLHF's loss math, the core's replay.
+
+One step = plan (which groups restart from a retained prefix) -> sample -> reward through the
+task's OpenRLHF-style `reward_func` -> advantages (GAE with a critic, REINFORCE++ or a group
+baseline) -> one policy update (OpenRLHF's `PolicyLoss`) -> tell the replay what happened.
+Without RRL the same code runs with every group fresh, on the same prompt stream and the same
+number of sampled sequences per step, so the two arms differ only by the replay.
+
+Every source of randomness is an explicit generator whose state is in the checkpoint, so a run
+resumed from its last checkpoint produces the same curve as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from openrlhf_rrl.atomic import atomic_write
+from openrlhf_rrl.config import RRLConfig
+from openrlhf_rrl.core.planner import GroupPlan, PromptRef
+from openrlhf_rrl.core.replay import RetrospectiveReplay
+from openrlhf_rrl.core.trajectory import Trajectory
+from openrlhf_rrl.runner import openrlhf_math as orl
+from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
+from openrlhf_rrl.runner.tasks import PromptItem
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of one RL run; names follow OpenRLHF's flags where the meaning is the same."""
+
+    steps: int = 300
+    prompts_per_step: int = 32  # --rollout.batch_size
+    n_samples: int = 8  # --rollout.n_samples_per_prompt
+    max_new_tokens: int = 9  # --rollout.max_new_tokens
+    temperature: float = 1.0  # --rollout.temperature
+    hard_temperature: float | None = None  # exploration knob of a tuned baseline: hotter sampling on hard prompts
+    estimator: str = "reinforce_baseline"  # --algo.advantage.estimator
+    no_std_norm: bool = False  # --algo.advantage.no_std_norm
+    gamma: float = 1.0
+    lambd: float = 0.95
+    kl_coef: float = 0.0  # --algo.kl.init_coef (0: no reference model is kept)
+    kl_estimator: str = "k1"
+    eps_clip: float = 0.2
+    lr: float = 3e-4  # --actor.learning_rate
+    critic_lr: float = 1e-3  # --critic.learning_rate
+    grad_clip: float = 1.0
+    is_correction: bool = True  # OpenRLHF's rollout IS correction for rows sampled at a temperature != 1
+    eval_every: int = 50
+    eval_size: int = 512
+    ckpt_every: int = 0
+    seed: int = 0
+    rrl: RRLConfig = field(default_factory=RRLConfig)
+
+
+class RunState:
+    """Everything that changes during a run and must survive a restart of the process."""
+
+    def __init__(self, seed: int):
+        self.step = 0
+        self.sample_gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)
+        self.tokens_generated = 0
+        self.train_time_s = 0.0
+        self.rrl_time_s = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "sample_gen": self.sample_gen.get_state(),
+            "tokens_generated": self.tokens_generated,
+            "train_time_s": self.train_time_s,
+            "rrl_time_s": self.rrl_time_s,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.sample_gen.set_state(state["sample_gen"])
+        self.tokens_generated = state["tokens_generated"]
+        self.train_time_s = state["train_time_s"]
+        self.rrl_time_s = state["rrl_time_s"]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, task, policy, tokenizer, out_path: str | os.PathLike,
+                 critic=None, ckpt_dir: str | os.PathLike | None = None,
+                 progress: Callable[[int], None] | None = None):
+        if cfg.estimator not in orl.ESTIMATORS:
+            raise ValueError(f"--algo.advantage.estimator: expected one of {', '.join(orl.ESTIMATORS)}, got {cfg.estimator!r}")
+        if cfg.estimator == "gae" and critic is None:
+            raise ValueError("--algo.advantage.estimator gae needs a critic")
+        self.cfg, self.task, self.policy, self.tok, self.critic = cfg, task, policy, tokenizer, critic
+        self.out_path = Path(out_path)
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
+        self.progress = progress or (lambda step: None)
+        self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic is not None else None
+        self.ref = None
+        if cfg.kl_coef > 0:
+            import copy
+
+            self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.policy_loss = orl.PolicyLoss(
+            clip_eps_low=cfg.eps_clip, clip_eps_high=cfg.eps_clip,
+            is_correction_level="token" if cfg.is_correction else "off", is_correction_mode="clip",
+            is_correction_threshold=(0.0, 5.0),
+        )
+        self.value_loss = orl.ValueLoss(clip_eps=0.2)
+        checker = getattr(task, "verified_tokens", None) if getattr(task, "has_step_checker", False) else None
+        self.replay = None
+        if cfg.rrl.enable:
+            step_checker = None
+            if checker is not None:
+                step_checker = lambda prompt_ids, response_ids, label: checker(self._item(None, label), response_ids)  # noqa: E731
+            self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker)
+        self._items: dict[str, PromptItem] = {}
+        self._eval_sets = None
+        self.state = RunState(cfg.seed)
+
+    # ----------------------------------------------------------------- one step
+    def prompts_for(self, step: int) -> list[PromptItem]:
+        """The prompt stream depends on (seed, step) only: both arms see the same prompts."""
+        items = self.task.rl_prompts(self.cfg.prompts_per_step, random.Random(f"{self.cfg.seed}/{step}"))
+        self._items.update((it.key, it) for it in items)
+        return items
+
+    def _item(self, key: str | None, label) -> PromptItem:
+        """The task item of a prompt key; a restart of a prompt from an earlier (or pre-resume) step is
+        rebuilt from its key, which holds the prompt text."""
+        if key in self._items:
+            return self._items[key]
+        text = key.split(":", 1)[1] if key else ""
+        return PromptItem(key=key or "", text=text, label=label, length=0, hard=False)
+
+
+    def row_temperature(self, plan: GroupPlan, item: PromptItem) -> float:
+        if plan.is_restart:
+            return plan.temperature if plan.temperature is not None else self.cfg.temperature
+        if self.cfg.hard_temperature is not None and self.task.is_hard(item):
+            return self.cfg.hard_temperature
+        return self.cfg.temperature
+
+    def train_step(self, step: int) -> dict:
+        cfg, t0 = self.cfg, time.perf_counter()
+        items = self.prompts_for(step)
+        refs = [PromptRef(key=it.key, prompt_ids=tuple(self.task.encode_prompt(it)), label=it.label) for it in items]
+        rrl_s, t = 0.0, time.perf_counter()
+        if self.replay is None:
+            plans = [GroupPlan(prompt=r) for r in refs]
+        else:
+            plans = self.replay.plan(refs, step)
+            rrl_s = time.perf_counter() - t
+
+        n = cfg.n_samples
+        rows = [plan for plan in plans for _ in range(n)]
+        row_items = [self._item(p.prompt.key, p.prompt.label) for p in rows]
+        prompt_ids = [list(p.prompt.prompt_ids) for p in rows]
+        prefix_ids = [list(p.prefix_ids) for p in rows]
+        temps = [self.row_temperature(p, it) for p, it in zip(rows, row_items)]
+        self.policy.eval()
+        roll = sample(self.policy, prompt_ids, prefix_ids, cfg.max_new_tokens, temps,
+                      eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
+        continuations = roll.continuations()
+        responses = roll.responses()  # restart prefix + continuation
+        self.state.tokens_generated += sum(len(c) for c in continuations)
+
+        # The user's reward function sees the ORIGINAL prompt and the full response (prefix + continuation).
+        rewards = self.task.score(row_items, responses).float()
+
+        batch = build_training_batch(prompt_ids, continuations, prefix_ids, pad_id=self.tok.pad_token_id,
+                                     train_prefix=cfg.rrl.train_prefix)
+        metrics = self.update(batch, rewards, roll, [n] * len(plans))
+        values = metrics.pop("_values", None)
+
+        successes = rewards >= cfg.rrl.success_threshold
+        group_success = successes.float().view(len(plans), n).mean(dim=1)
+        if self.replay is not None:
+            t = time.perf_counter()
+            metrics.update(self.replay_observe(plans, responses, rewards, successes, group_success, roll, values, step))
+            rrl_s += time.perf_counter() - t
+
+        fresh = [g for g, p in enumerate(plans) if not p.is_restart]
+        hard = [g for g in fresh if self.task.is_hard(row_items[g * n])]
+        elapsed = time.perf_counter() - t0
+        self.state.train_time_s += elapsed
+        self.state.rrl_time_s += rrl_s
+        metrics.update({
+            "kind": "train", "step": step,
+            "reward": rewards.mean().item(),
+            "fresh_success": group_success[fresh].mean().item() if fresh else 0.0,
+            "fresh_hard_success": group_success[hard].mean().item() if hard else 0.0,
+            "restart_groups": sum(p.is_restart for p in plans),
+            "tokens": sum(len(c) for c in continuations),
+            "step_s": elapsed, "rrl_s": rrl_s,
+        })
+        return metrics
+
+    def replay_observe(self, plans, responses, rewards, successes, group_success, roll, values, step) -> dict:
+        """Hand every group's trajectories (full responses, rewards, per-token signals) to the replay."""
+        n = self.cfg.n_samples
+        groups = []
+        for g, plan in enumerate(plans):
+            group = []
+            for i in range(g * n, (g + 1) * n):
+                pre, cont_len = len(plan.prefix_ids), int(roll.mask[i].sum())
+                stored = tuple(plan.prefix_logprobs) if plan.prefix_logprobs else (0.0,) * pre
+                group.append(Trajectory(
+                    prompt_key=plan.prompt.key, prompt_ids=plan.prompt.prompt_ids,
+                    response_ids=tuple(responses[i]), reward=float(rewards[i]), success=bool(successes[i]),
+                    label=plan.prompt.label,
+                    logprobs=stored + tuple(roll.logprobs[i, :cont_len].tolist()),
+                    values=None if values is None else tuple(values[i][: pre + cont_len]),
+                    entropies=(0.0,) * pre + tuple(roll.entropy[i, :cont_len].tolist()),
+                    group_success_rate=float(group_success[g]), prefix_len=pre, eos=bool(roll.eos[i]),
+                ))
+            groups.append(group)
+        return self.replay.observe(plans, groups, step)
+
+    def update(self, batch, rewards: torch.Tensor, roll, group_sizes: list[int]) -> dict:
+        """One on-policy update with OpenRLHF's losses; returns metrics (and the critic's values per
+        response token, under "_values", for the replay's critic scorer)."""
+        cfg = self.cfg
+        mask = batch.action_mask.float()
+        self.policy.train()
+        log_probs = sequence_logprobs(self.policy, batch)
+        old = log_probs.detach()  # one update per rollout: the rollout policy is the current one
+        kl = torch.zeros_like(old)
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_lp = sequence_logprobs(self.ref, batch)
+            kl = orl.compute_approx_kl(old, ref_lp, kl_estimator=cfg.kl_estimator) * mask
+
+        values = None
+        if self.critic is not None:
+            with torch.no_grad():
+                values = self._critic_values(batch)
+        if cfg.estimator == "gae":
+            token_rewards = orl.compute_reward(rewards, cfg.kl_coef, kl, action_mask=mask)
+            advantages, returns = orl.gae(values, token_rewards, mask, cfg.gamma, cfg.lambd)
+        else:
+            shaped = orl.shape_group_rewards(rewards, group_sizes, cfg.estimator)
+            token_rewards = orl.compute_reward(shaped, cfg.kl_coef, kl, action_mask=mask)
+            advantages = returns = orl.discounted_returns(token_rewards, mask, cfg.gamma)
+        if cfg.estimator in ("gae", "reinforce", "reinforce_baseline"):
+            advantages = orl.whiten(advantages, mask, std=not cfg.no_std_norm)
+
+        # Rows drawn at a temperature != 1 (hot restarts, a hot baseline) are off-policy for the
+        # temperature-1 policy: OpenRLHF's rollout importance-sampling correction weights them.
+        rollout_lp = old.clone()
+        view = batch.continuation_view(rollout_lp)
+        view.copy_(torch.where(batch.continuation_mask, roll.sampling_logprobs, view))
+        loss, clip_ratio, ppo_kl, is_kl, _ = self.policy_loss(
+            log_probs, old, advantages, action_mask=mask, rollout_log_probs=rollout_lp if cfg.is_correction else None)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+        self.opt.step()
+        out = {"policy_loss": loss.item(), "grad_norm": float(grad_norm), "kl": orl.masked_mean(kl, mask).item()}
+
+        if self.critic is not None:
+            self.critic.train()
+            new_values = self._critic_values(batch)
+            vloss = self.value_loss(new_values, values, returns, action_mask=mask)
+            self.critic_opt.zero_grad(set_to_none=True)
+            vloss.backward()
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+            self.critic_opt.step()
+            out["value_loss"] = vloss.item()
+            out["_values"] = self._response_values(batch, values, roll)
+        return out
+
+    def _critic_values(self, batch) -> torch.Tensor:
+        """Critic values aligned with the action mask: column t = value of the state before token t+1."""
+        v = self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        return v[:, :-1]
+
+    @staticmethod
+    def _response_values(batch, values: torch.Tensor, roll) -> list[list[float]]:
+        """Per row, the value of the state after k response tokens (k = 0 .. len-1), prefix included."""
+        out = []
+        for i, prefix in enumerate(roll.prefix_ids):
+            start = batch.context_len - len(prefix) - 1  # the column before response token 0
+            length = len(prefix) + int(roll.mask[i].sum())
+            out.append(values[i, start:start + length].tolist())
+        return out
+
+    # ----------------------------------------------------------------- eval
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict:
+        self.policy.eval()
+        if self._eval_sets is None:
+            self._eval_sets = self.task.eval_sets(self.cfg.eval_size)
+        row = {"kind": "eval", "step": step}
+        for name, items in self._eval_sets.items():
+            conts = greedy_eval(self.policy, [self.task.encode_prompt(it) for it in items], self.cfg.max_new_tokens,
+                                self.tok.eos_token_id, self.tok.pad_token_id)
+            row[f"eval/{name}"] = self.task.score(items, conts).float().mean().item()
+        return row
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> None:
+        if self.ckpt_dir is None:
+            return
+        state = {
+            "policy": self.policy.state_dict(), "opt": self.opt.state_dict(),
+            "critic": self.critic.state_dict() if self.critic is not None else None,
+            "critic_opt": self.critic_opt.state_dict() if self.critic_opt is not None else None,
+            "run": self.state.state_dict(),
+        }
+        atomic_write(self.ckpt_dir / "trainer.pt", lambda tmp: torch.save(state, tmp))
+        if self.replay is not None:
+            self.replay.save(self.ckpt_dir / "rrl_buffer.jsonl")
+
+    def load_checkpoint(self) -> bool:
+        path = self.ckpt_dir / "trainer.pt" if self.ckpt_dir else None
+        if path is None or not path.exists():
+            return False
+        state = torch.load(path, weights_only=True)
+        self.policy.load_state_dict(state["policy"])
+        self.opt.load_state_dict(state["opt"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_opt.load_state_dict(state["critic_opt"])
+        self.state.load_state_dict(state["run"])
+        if self.replay is not None:
+            self.replay.load(self.ckpt_dir / "rrl_buffer.jsonl")
+        return True
+
+    # ----------------------------------------------------------------- the run
+    def run(self, resume: bool = True, stop_after: int | None = None) -> dict:
+        """Train to cfg.steps (or stop early after `stop_after` steps, for tests of resume)."""
+        cfg = self.cfg
+        resumed = resume and self.load_checkpoint()
+        if resumed:
+            _truncate_metrics(self.out_path, self.state.step)
+        elif self.out_path.exists():
+            self.out_path.unlink()
+        wall0 = time.perf_counter()
+        with open(self.out_path, "a", encoding="utf-8") as log:
+            if self.state.step == 0:
+                _write(log, self.evaluate(0))
+            done = 0
+            while self.state.step < cfg.steps:
+                step = self.state.step + 1
+                row = self.train_step(step)
+                self.state.step = step
+                _write(log, row)
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    _write(log, self.evaluate(step))
+                if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                    log.flush()
+                    self.save_checkpoint()
+                self.progress(step)
+                done += 1
+                if stop_after is not None and done >= stop_after and step < cfg.steps:
+                    return {"stopped_at": step}
+            summary = {
+                "kind": "summary", "step": self.state.step,
+                "wall_s": time.perf_counter() - wall0,
+                "tokens_generated": self.state.tokens_generated,
+                "step_time_s": self.state.train_time_s / max(1, self.state.step),
+                "rrl_overhead_pct": 100.0 * self.state.rrl_time_s / max(1e-9, self.state.train_time_s),
+                "config": _jsonable(asdict(cfg)),
+            }
+            _write(log, summary)
+        return summary
+
+
+def _write(fh, row: dict) -> None:
+    fh.write(json.dumps(row) + "\n")
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows a killed run wrote after its last checkpoint, so the resumed file has no gaps or repeats."""
+    if not path.exists():
+        return
+    keep = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a half-written last line of a killed run
+            if row.get("kind") != "summary" and row.get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(keep), encoding="utf-8"))
