@@ -19,6 +19,7 @@ setup(
     entry_points={
         "console_scripts": [
             "rrl-demo=openrlhf_rrl.runner.cli:main",
+            "rrl-inspect=openrlhf_rrl.inspect_cli:main",
         ]
     },
 )

@@ -1,6 +1,8 @@
 """RRL's flags, shared by the embedded runner's CLI and the OpenRLHF launcher.
 
-Each RRLConfig field is a flag --rrl_<name> with a dotted alias --rrl.<name> (same dest rrl_<name>).
+Each RRLConfig field is a flag --rrl_<name> with a dotted alias --rrl.<name>, both with dest rrl_<name>
+(the embedded runner) or, with dotted_dest=True, dest "rrl.<name>" (the OpenRLHF launcher: OpenRLHF's
+hierarchize() turns that into args.rrl.<name>, which reaches every Ray actor).
 argparse keeps flag values as strings; from_args/from_dict parse and check them, so every bad value
 gives the same one-line RRLConfigError naming the flag, whichever front end read it.
 """
@@ -90,11 +92,17 @@ class RRLConfig:
 
     @classmethod
     def from_args(cls, namespace) -> "RRLConfig":
-        """Read the rrl_* attributes of an argparse namespace; missing ones take their defaults."""
+        """Read an argparse namespace's rrl_* attributes, or its "rrl.*" ones, or (after OpenRLHF's
+        hierarchize) the fields of its `rrl` sub-namespace; missing ones take their defaults."""
         kw = {}
+        sub = getattr(namespace, "rrl", None)
+        flat = vars(namespace) if hasattr(namespace, "__dict__") else {}
         for f in fields(cls):
-            if hasattr(namespace, "rrl_" + f.name):
-                kw[f.name] = getattr(namespace, "rrl_" + f.name)
+            for key in ("rrl_" + f.name, "rrl." + f.name):
+                if key in flat:
+                    kw[f.name] = flat[key]
+            if sub is not None and hasattr(sub, f.name):
+                kw[f.name] = getattr(sub, f.name)
         return cls(**kw)
 
 
@@ -199,62 +207,76 @@ _SPECS: dict[str, _Spec] = {
     "start_step": _Spec("int", "an integer >= 0", "No restarts before this step (candidates are still "
                         "collected). Raise it so the policy first learns the skills needed to finish a restart.", lo=0),
     "warmup_steps": _Spec("int", "an integer >= 0", "Steps over which linear/cosine ramp the share up from 0 "
-                          "after --rrl_start_step.", lo=0),
-    "total_steps": _Spec("int", "an integer >= 1 or none", "Length of the run, needed by the cosine schedule.",
+                          "after --rrl_start_step. Set it when a sudden switch to restarts makes training jumpy.", lo=0),
+    "total_steps": _Spec("int", "an integer >= 1 or none", "Length of the run, needed by the cosine schedule (set it to the "
+                         "run's step count); the other schedules ignore it.",
                          lo=1, none_ok=True),
     "share_min": _Spec("float", "a number in [0, 1]", "Lowest share 'auto' may choose. Keep it above 0: at 0 "
                        "no restart runs and auto can no longer see whether restarts pay.", lo=0.0, hi=1.0),
-    "share_max": _Spec("float", "a number in [0, 1]", "Highest share 'auto' may choose.", lo=0.0, hi=1.0),
+    "share_max": _Spec("float", "a number in [0, 1]", "Highest share 'auto' may choose. Lower it to cap how much of a "
+                       "batch replay can take.", lo=0.0, hi=1.0),
     "buffer_capacity": _Spec("int", "an integer >= 0", "Most retained states kept; the lowest priority is "
                              "evicted. Lower it if the buffer fills with untried states (takeover).", lo=0),
     "per_prompt_capacity": _Spec("int", "an integer >= 1", "Most retained states of one prompt, so a few hard "
-                                 "prompts cannot fill the buffer.", lo=1),
+                                 "prompts cannot fill the buffer. Lower it if a few prompts hold most entries.", lo=1),
     "temperature": _Spec("float", "a number > 0", "Priority temperature: priority = exp(score / T). Lower it "
                          "to favour the top-scored states more strongly.", lo=0.0, lo_open=True),
     "restart_decay": _Spec("float", "a number in (0, 1]", "Priority factor per restart already run from a "
-                           "state, so untested states get their turn. 1 disables the decay.", lo=0.0, hi=1.0,
+                           "state, so untested states get their turn. 1 disables the decay; lower it when the same "
+                           "entries are restarted over and over.", lo=0.0, hi=1.0,
                            lo_open=True),
     "scorer": _Spec("scorer", "one of " + ", ".join(SCORER_NAMES) + " or file:path.py",
                     "How cut points are chosen and scored: critic (PPO values), reward (critic-free), checker "
                     "(longest verified prefix; needs a step checker), entropy (ExTra), mc (reward, then the "
-                    "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw)."),
+                    "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw). "
+                    "Use checker when a step checker exists, critic with a PPO critic, else reward or mc."),
     "policy": _Spec("str", "one of " + ", ".join(POLICY_NAMES),
                     "Which entries restart: promise (the paper: by priority), passrate (estimated pass rate nearest "
                     "--rrl_target_pass_rate) or uncertainty (Thompson draw nearest the target). Try passrate if "
                     "restart groups come back all-pass or all-fail.", choices=POLICY_NAMES),
     "target_pass_rate": _Spec("float", "a number in [0, 1]", "Pass rate the passrate and uncertainty policies "
-                              "aim for; binary rewards carry most signal near 0.5.", lo=0.0, hi=1.0),
+                              "aim for; binary rewards carry most signal near 0.5, so change it only for graded rewards.", lo=0.0, hi=1.0),
     "hard_threshold": _Spec("float", "a number in [0, 1]", "Only prompts whose fresh group succeeds less often "
                             "than this give candidates. Lower it to keep only the hardest prompts.", lo=0.0, hi=1.0),
     "success_threshold": _Spec("float", "a number", "A continuation counts as a success when its reward is "
                                "at least this. Match it to your reward's scale."),
-    "min_prefix_frac": _Spec("float", "a number in [0, 1]", "Shortest kept prefix as a fraction of its response.",
+    "min_prefix_frac": _Spec("float", "a number in [0, 1]", "Shortest kept prefix as a fraction of its response. "
+                             "Raise it when short prefixes give restarts no real head start.",
                              lo=0.0, hi=1.0),
     "max_prefix_frac": _Spec("float", "a number in [0, 1]", "Longest kept prefix as a fraction of its response; "
                              "lower it so restarts leave real work to do.", lo=0.0, hi=1.0),
-    "min_prefix_tokens": _Spec("int", "an integer >= 0", "Shortest kept prefix in tokens.", lo=0),
-    "max_prefix_tokens": _Spec("int", "an integer >= 0", "Longest kept prefix in tokens; 0 means no limit. Set "
-                               "it when long prefixes crowd out the generation budget.", lo=0),
+    "min_prefix_tokens": _Spec("int", "an integer >= 0", "Shortest kept prefix in tokens. Raise it to skip prefixes "
+                               "too short to hold a partial solution.", lo=0),
+    "max_prefix_tokens": _Spec("int", "an integer >= 0", "Longest kept prefix in tokens; 0 means no limit. The "
+                               "buffer refuses longer states from any source (it does not clip them). Set it when long "
+                               "prefixes crowd out the generation budget.", lo=0),
     "cut_every": _Spec("int", "an integer >= 1", "Token stride of cuts when no --rrl_boundary_tokens match "
-                       "(reward and mc scorers).", lo=1),
+                       "(reward and mc scorers). Lower it for short responses: a stride as long as the response "
+                       "gives no cut at all.", lo=1),
     "boundary_tokens": _Spec("ids", "comma-separated token ids", "Token ids that end a reasoning step (e.g. the "
                              "newline id); cuts go right after them. Set them for step-structured tasks."),
     "admit_per_step": _Spec("int", "an integer >= -1", "New buffer entries admitted per step, best first; -1 "
                             "means as many as the restart slots of a batch at the nominal share. Lower it if "
                             "rrl/untried keeps growing.", lo=-1),
-    "max_restarts_per_prompt": _Spec("int", "an integer >= 1", "Restart groups of one prompt in one step.", lo=1),
+    "max_restarts_per_prompt": _Spec("int", "an integer >= 1", "Restart groups of one prompt in one step. "
+                                     "1 spreads restarts over prompts; raise it only when few prompts are hard.", lo=1),
     "retire_solved_rate": _Spec("float", "a number in [0, 1]", "A prompt whose fresh group succeeds at least "
-                                "this often retires its entries (no head start needed).", lo=0.0, hi=1.0),
+                                "this often retires its entries (no head start needed). Lower it to stop helping "
+                                "prompts sooner.", lo=0.0, hi=1.0),
     "retire_dead_after": _Spec("int", "an integer >= 0", "A state retires after this many continuations "
-                               "without a success; 0 never retires dead states.", lo=0),
+                               "without a success; 0 never retires dead states. Lower it when rrl/restart_success "
+                               "stays near 0 and dead states hold the buffer.", lo=0),
     "restart_temperature": _Spec("float", "a number > 0 or none", "Sampling temperature of restart groups; "
                                  "none means the run's own. Raise it if restart groups fail or pass all together.",
                                  lo=0.0, lo_open=True, none_ok=True),
     "train_prefix": _Spec("flag", "a flag", "Also train on the replayed prefix tokens, with the stored rollout "
-                          "log-probs and importance correction; off (default) masks them as prompt-side context."),
+                          "log-probs and importance correction; off (default) masks them as prompt-side context. "
+                          "Leave it off unless you study it: the prefix was sampled by an older policy."),
     "buffer_path": _Spec("str", "a path", "Where the buffer is saved and resumed from (JSON lines); none "
-                         "keeps it in memory only.", none_ok=True),
-    "seed": _Spec("int", "an integer", "Seed of the buffer's and the planner's random draws."),
+                         "keeps it in memory only. Set it to resume a job with its buffer and to review it with "
+                         "rrl-inspect (the review file goes beside it).", none_ok=True),
+    "seed": _Spec("int", "an integer", "Seed of the buffer's and the planner's random draws. Vary it "
+                       "with the training seed when comparing seeds."),
 }
 
 
@@ -266,16 +288,17 @@ def _default_text(v) -> str:
     return str(v)
 
 
-def add_rrl_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Register every RRLConfig field as --rrl_<name> and --rrl.<name> (dest rrl_<name>)."""
+def add_rrl_arguments(parser: argparse.ArgumentParser, dotted_dest: bool = False) -> argparse.ArgumentParser:
+    """Register every RRLConfig field as --rrl_<name> and --rrl.<name> (dest rrl_<name>, or rrl.<name>)."""
     group = parser.add_argument_group("Retrospective Replay (RRL)")
     for f in fields(RRLConfig):
         spec = _SPECS[f.name]
         opts = (f"--rrl_{f.name}", f"--rrl.{f.name}")
+        dest = f"rrl.{f.name}" if dotted_dest else f"rrl_{f.name}"
         if spec.kind == "flag":
-            group.add_argument(*opts, dest=f"rrl_{f.name}", action="store_true", default=f.default,
+            group.add_argument(*opts, dest=dest, action="store_true", default=f.default,
                                help=f"{spec.help} (default: off)")
         else:
-            group.add_argument(*opts, dest=f"rrl_{f.name}", type=str, default=f.default, metavar="VALUE",
+            group.add_argument(*opts, dest=dest, type=str, default=f.default, metavar="VALUE",
                                help=f"{spec.help} (default: {_default_text(f.default)})")
     return parser

@@ -5,6 +5,9 @@ takeover - candidates arrive faster than restarts can test them and the buffer f
 or dead states. So every restart decays an entry's priority, entries whose restarts all succeed
 (zero gradient) or never succeed (dead end) retire, a prompt solved from scratch retires its
 entries, and retired solved/dead/banned keys are remembered so they are not admitted again.
+A reviewer's ban is remembered for good (never trimmed like the others): a banned entry is never
+replayed again. A state that cannot be restarted (empty prefix, a prefix over the length budget,
+a stop token inside the prefix) is refused at admission, whatever produced it.
 
 All operations a training step does per entry (add, evict, sample one) are O(log n): a sum tree
 for proportional sampling and a lazy-deletion min-heap for "lowest priority" eviction.
@@ -51,6 +54,8 @@ class ReplayBuffer:
         retire_dead_after: int = 16,
         seed: int = 0,
         retire_solved_restart: bool = True,
+        max_prefix_tokens: int | None = None,
+        stop_token_ids: Iterable[int] = (),
     ):
         _require(isinstance(capacity, int) and not isinstance(capacity, bool) and capacity >= 0,
                  "--rrl_buffer_capacity", "a non-negative integer", capacity)
@@ -65,6 +70,12 @@ class ReplayBuffer:
         _require(isinstance(retire_dead_after, int) and not isinstance(retire_dead_after, bool)
                  and retire_dead_after >= 0, "--rrl_retire_dead_after",
                  "a non-negative integer (0 disables)", retire_dead_after)
+        _require(max_prefix_tokens is None or (isinstance(max_prefix_tokens, int) and not isinstance(
+                 max_prefix_tokens, bool) and max_prefix_tokens >= 0), "--rrl_max_prefix_tokens",
+                 "an integer >= 0 (0 means no limit)", max_prefix_tokens)
+        stop_token_ids = tuple(stop_token_ids or ())
+        _require(all(isinstance(t, int) and not isinstance(t, bool) for t in stop_token_ids),
+                 "stop_token_ids", "token ids (ints)", stop_token_ids)
         self.capacity = capacity
         self.per_prompt_capacity = per_prompt_capacity
         self.temperature = float(temperature)
@@ -73,6 +84,9 @@ class ReplayBuffer:
         self.retire_dead_after = retire_dead_after
         self.retire_solved_restart = bool(retire_solved_restart)
         self.seed = seed
+        self.max_prefix_tokens = max_prefix_tokens or None  # 0 and None: no limit, as the flag
+        self.stop_token_ids = stop_token_ids
+        self._stop_set = frozenset(stop_token_ids)
         self.max_remembered = max(1024, 4 * capacity)
         self._reset()
 
@@ -88,9 +102,14 @@ class ReplayBuffer:
         self._high = 0  # slots [0, _high) have been used
         self._rank: dict[str, tuple] = {}  # key -> (pinned, priority, last_seen, slot, key)
         self._heap: list[tuple] = []  # lazy: items whose tuple no longer equals _rank[key] are stale
-        self._remembered: OrderedDict[str, str] = OrderedDict()
+        self._remembered: OrderedDict[str, str] = OrderedDict()  # solved/dead keys, oldest trimmed first
+        self._banned: dict[str, None] = {}  # a reviewer's bans: an ordered set, never trimmed
         self.retired_counts = {r: 0 for r in RETIRE_REASONS}
-        self.counters = {"added": 0, "merged": 0, "rejected": 0, "refused_retired": 0, "restarts": 0}
+        self.counters = {"added": 0, "merged": 0, "rejected": 0, "refused_retired": 0, "refused_invalid": 0,
+                         "restarts": 0}
+        # review file -> how much of it is applied (core/review.py); saved with the entries it changed,
+        # so a run resumed from an older checkpoint re-applies exactly the actions made after it
+        self.review_marks: dict[str, dict] = {}
 
     def priority(self, state: RetainedState) -> float:
         if state.banned:
@@ -142,6 +161,10 @@ class ReplayBuffer:
         return slot
 
     def _remember(self, key: str, reason: str) -> None:
+        if reason == "banned":
+            self._banned[key] = None
+            self._remembered.pop(key, None)
+            return
         self._remembered[key] = reason
         self._remembered.move_to_end(key)
         while len(self._remembered) > self.max_remembered:
@@ -192,7 +215,26 @@ class ReplayBuffer:
 
     def is_retired(self, key: str) -> str | None:
         """The reason a key was retired for good (solved, dead, banned), or None."""
+        if key in self._banned:
+            return "banned"
         return self._remembered.get(key)
+
+    def banned_keys(self) -> list[str]:
+        return list(self._banned)
+
+    def admission_problem(self, state: RetainedState) -> str | None:
+        """Why this state can never be a restart point, or None. Checked for every state that enters,
+        from a scorer, a user's file scorer or a (hand-edited) buffer file alike."""
+        n = len(state.prefix_ids)
+        if n == 0:
+            return "empty prefix (a restart from it is a fresh rollout)"
+        if self.max_prefix_tokens is not None and n > self.max_prefix_tokens:
+            # refused, not clipped: a clipped prefix is a cut no scorer chose, with a score it never earned
+            return f"prefix of {n} tokens exceeds --rrl_max_prefix_tokens {self.max_prefix_tokens}"
+        if self._stop_set and not self._stop_set.isdisjoint(state.prefix_ids):  # one C-level pass
+            i, t = next((i, t) for i, t in enumerate(state.prefix_ids) if t in self._stop_set)
+            return f"stop token {t} inside the prefix at position {i} (a restart after it could only stop)"
+        return None
 
     # ---------------------------------------------------------------- writing
     def add(self, state: RetainedState) -> bool:
@@ -204,6 +246,9 @@ class ReplayBuffer:
         """
         if not math.isfinite(state.score):
             raise ValueError(f"ReplayBuffer.add: score must be finite, got {state.score!r}")
+        if self.admission_problem(state) is not None:
+            self.counters["refused_invalid"] += 1
+            return False
         key = state.key
         old = self._entries.get(key)
         if old is not None:
@@ -224,7 +269,7 @@ class ReplayBuffer:
             if changed:
                 self._reprioritise(key)
             return True
-        if key in self._remembered:
+        if key in self._remembered or key in self._banned:
             self.counters["refused_retired"] += 1
             return False
         if state.banned:
@@ -271,11 +316,14 @@ class ReplayBuffer:
         return True
 
     def ban(self, key: str) -> bool:
-        """A reviewer's 'never this one': removed, and refused if it is found again."""
+        """A reviewer's 'never this one': removed, and refused if it is found again. A key not in the
+        buffer (evicted since the reviewer saw it, or not found yet) is remembered all the same.
+        True when an entry was removed."""
         if key in self._entries:
             self._entries[key].banned = True
             self._remove(key, "banned")
             return True
+        self._remember(key, "banned")
         return False
 
     def record_restart(self, key: str, rewards: Sequence[float], step: int,
@@ -339,6 +387,16 @@ class ReplayBuffer:
                 n += 1
         return n
 
+    def retire_missing_prompts(self, known_prompt_keys: Iterable[str]) -> int:
+        """Retire ("stale") every entry whose prompt is no longer in the data set, pinned ones too: the
+        data set decides what is trained on, and a prompt removed from it (a wrong label, say) must
+        not come back through the buffer. Call it after resuming with a changed data set."""
+        known = known_prompt_keys if isinstance(known_prompt_keys, (set, frozenset, dict)) else set(known_prompt_keys)
+        gone = [key for pk, keys in self._by_prompt.items() if pk not in known for key in keys]
+        for key in gone:
+            self._remove(key, "stale")
+        return len(gone)
+
     def retire_stale(self, step: int, max_age: int) -> int:
         """Retire unpinned entries not found or restarted in the last max_age steps."""
         old = [s.key for s in self._entries.values() if not s.pinned and step - s.last_seen > max_age]
@@ -391,6 +449,8 @@ class ReplayBuffer:
             "retire_dead_after": self.retire_dead_after,
             "retire_solved_restart": self.retire_solved_restart,
             "seed": self.seed,
+            "max_prefix_tokens": self.max_prefix_tokens,
+            "stop_token_ids": list(self.stop_token_ids),
         }
 
     def state_dict(self) -> dict:
@@ -407,7 +467,8 @@ class ReplayBuffer:
             "config": self.config_dict(),
             "counters": dict(self.counters),
             "retired_counts": dict(self.retired_counts),
-            "remembered": [[k, r] for k, r in self._remembered.items()],
+            "remembered": [[k, r] for k, r in self._remembered.items()] + [[k, "banned"] for k in self._banned],
+            "review_marks": {p: dict(m) for p, m in self.review_marks.items()},
             "rng": [rng[0], list(rng[1]), rng[2]],
             "entries": entries,
         }
@@ -439,6 +500,12 @@ class ReplayBuffer:
             if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
                 raise ValueError("remembered: expected [key, reason] pairs")
             self._remember(item[0], item[1])
+        marks = d.get("review_marks", {})
+        if not isinstance(marks, dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("offset"), int) and isinstance(m.get("lines"), int)
+                and isinstance(m.get("sha256"), str) for m in marks.values()):
+            raise ValueError("review_marks: expected {path: {offset, lines, sha256}}")
+        self.review_marks = {str(p): dict(m) for p, m in marks.items()}
         states, slots = [], []
         for i, e in enumerate(d.get("entries", [])):
             if not isinstance(e, dict):
@@ -462,6 +529,10 @@ class ReplayBuffer:
             if s.banned:
                 self._remember(s.key, "banned")
                 self.retired_counts["banned"] += 1
+            elif s.key in self._banned:  # banned after this entry was written (a review applied later)
+                continue
+            elif self.admission_problem(s) is not None:  # e.g. a hand-edited file, or a smaller length budget
+                self.counters["refused_invalid"] += 1
             elif len(keep) < self.capacity and per_prompt.get(s.prompt_key, 0) < self.per_prompt_capacity:
                 keep.add(i)
                 per_prompt[s.prompt_key] = per_prompt.get(s.prompt_key, 0) + 1

@@ -10,13 +10,15 @@ control, restart groups update their entry's pass-rate posterior and may retire 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+
+import logging
 
 from .buffer import RETIRE_REASONS, ReplayBuffer
 from .errors import BufferFileError
 from .metrics import StepMetrics, is_informative
 from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
+from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
 from .scoring import make_scorer
 from .trajectory import Trajectory
@@ -25,22 +27,26 @@ from .trajectory import Trajectory
 # near-duplicates for admission: keep the better one and spend the admission on another depth.
 DEDUPE_TOKENS = 4
 
+log = logging.getLogger(__name__)
+
 
 class RetrospectiveReplay:
-    def __init__(self, config, step_checker=None):
+    def __init__(self, config, step_checker=None, stop_token_ids=()):
         """config: an RRLConfig. step_checker(prompt_ids, response_ids, label) -> verified tokens (int) or
-        (tokens, steps); used to fill Trajectory.verified_tokens for the checker scorer when missing."""
+        (tokens, steps); used to fill Trajectory.verified_tokens for the checker scorer when missing.
+        stop_token_ids: the tokenizer's EOS (and turn-end) ids; no retained prefix may contain one."""
         self.config = config
         self.step_checker = step_checker
         c = config
         self.buffer = ReplayBuffer(capacity=c.buffer_capacity, per_prompt_capacity=c.per_prompt_capacity,
                                    temperature=c.temperature, restart_decay=c.restart_decay,
                                    retire_solved_rate=c.retire_solved_rate, retire_dead_after=c.retire_dead_after,
-                                   seed=c.seed)
+                                   seed=c.seed, max_prefix_tokens=c.max_prefix_tokens or None,
+                                   stop_token_ids=stop_token_ids)
         self.scorer = make_scorer(c.scorer, hard_threshold=c.hard_threshold, min_prefix_frac=c.min_prefix_frac,
                                   max_prefix_frac=c.max_prefix_frac, min_prefix_tokens=c.min_prefix_tokens,
                                   max_prefix_tokens=c.max_prefix_tokens or None, cut_every=c.cut_every,
-                                  boundary_tokens=c.boundary_tokens)
+                                  boundary_tokens=c.boundary_tokens, stop_token_ids=stop_token_ids)
         self.policy = make_policy(c.policy, target_pass_rate=c.target_pass_rate)
         if c.replay_share == "auto":
             self.schedule = AdaptiveShare(lo=c.share_min, hi=c.share_max, start_step=c.start_step)
@@ -50,7 +56,13 @@ class RetrospectiveReplay:
                                      restart_temperature=c.restart_temperature)
         self.fresh_rates: dict[str, float] = {}  # latest fresh-group success rate per prompt
         self.solved_prompts: set[str] = set()  # prompts with at least one success ever (fresh or restart)
+        self.last_step: int | None = None  # the last observed step (saved, so rrl-inspect can show ages)
+        # a reviewer's pin/ban file (core/review.py), applied at every plan(); unless set, it is the
+        # rrl_review.jsonl beside the buffer file, known once the buffer is saved or loaded
+        self.review_path: str | None = None
+        self.last_review: ReviewReport | None = None
         self._plan_seconds = 0.0
+        self._retired_at_plan: dict | None = None
 
     # ------------------------------------------------------------------ plan
     def plan(self, prompts: list[PromptRef], step: int) -> list[GroupPlan]:
@@ -58,9 +70,24 @@ class RetrospectiveReplay:
         if not self.config.enable:
             plans = [GroupPlan(prompt=p) for p in prompts]
         else:
+            self._retired_at_plan = dict(self.buffer.retired_counts)  # so this step's metrics count review bans
+            self.apply_review()
             plans = self.planner.plan(prompts, step, self.buffer, self.fresh_rates)
         self._plan_seconds += time.perf_counter() - t0
         return plans
+
+    def apply_review(self) -> ReviewReport | None:
+        """Apply the reviewer's new pin/unpin/ban lines (see core/review.py); bad lines are logged as
+        warnings, one each, and skipped. Called by plan(), so a file written now acts at the next step."""
+        if self.review_path is None:
+            return None
+        report = apply_review_file(self.buffer, self.review_path)
+        for line in report.errors:
+            log.warning("%s", line)
+        if report.applied:
+            log.info("%s", report.summary())
+        self.last_review = report
+        return report
 
     def admit_limit(self, n_groups: int) -> int:
         """New entries per step: the flag, or (-1) as many as the restart slots at the nominal share, so
@@ -74,9 +101,11 @@ class RetrospectiveReplay:
         t0 = time.perf_counter()
         if len(plans) != len(trajectories):
             raise ValueError(f"observe: {len(plans)} plans but {len(trajectories)} trajectory groups")
+        self.last_step = step
         c = self.config
         m = StepMetrics()
-        retired_before = dict(self.buffer.retired_counts)
+        retired_before = self._retired_at_plan or dict(self.buffer.retired_counts)
+        self._retired_at_plan = None
         m.target_share = self.schedule(step) if c.enable else 0.0
 
         fresh_info, restart_info = [], []
@@ -138,17 +167,18 @@ class RetrospectiveReplay:
         return m.to_dict()
 
     def _prepared(self, t: Trajectory, rate: float) -> Trajectory:
-        """The trajectory with its group's success rate and, for the checker scorer, its verified prefix."""
-        changes = {}
-        if t.group_success_rate != rate:
-            changes["group_success_rate"] = rate
-        if t.verified_tokens is None and self.step_checker is not None and self.config.scorer == "checker":
+        """The trajectory with its group's success rate and, for the checker scorer, its verified
+        prefix, filled in place (a copy per trajectory was a measurable share of the bookkeeping).
+        Only failed rollouts are checked: the checker scorer cuts nothing else."""
+        t.group_success_rate = rate
+        if (t.verified_tokens is None and not t.success and self.step_checker is not None
+                and self.config.scorer == "checker"):
             out = self.step_checker(t.prompt_ids, t.response_ids, t.label)
             if isinstance(out, tuple):
-                changes["verified_tokens"], changes["verified_steps"] = out
+                t.verified_tokens, t.verified_steps = out
             else:
-                changes["verified_tokens"] = out
-        return replace(t, **changes) if changes else t
+                t.verified_tokens = out
+        return t
 
     def _admit(self, candidates, limit: int) -> int:
         """Best first; skip near-duplicate depths of one prompt; stop after `limit` new entries."""
@@ -177,7 +207,7 @@ class RetrospectiveReplay:
 
     def _extra_state(self) -> dict:
         return {"fresh_rates": dict(self.fresh_rates), "solved_prompts": sorted(self.solved_prompts),
-                "schedule": self.schedule.state_dict()}
+                "schedule": self.schedule.state_dict(), "step": self.last_step}
 
     def load_state_dict(self, d: dict) -> None:
         parsed = self._parse_extra(d)
@@ -192,15 +222,20 @@ class RetrospectiveReplay:
         sched = d.get("schedule", {})
         if not isinstance(sched, dict) or not all(v is None or isinstance(v, (int, float)) for v in sched.values()):
             raise ValueError("schedule: expected an object of numbers")
-        return fresh, solved, sched
+        step = d.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise ValueError("step: expected an integer or null")
+        return fresh, solved, sched, step
 
     def _apply_extra(self, parsed: tuple) -> None:
-        self.fresh_rates, self.solved_prompts, sched = parsed
+        self.fresh_rates, self.solved_prompts, sched, self.last_step = parsed
         self.schedule.load_state_dict(sched)
 
     def save(self, path: str) -> None:
         """One file: the buffer's JSON lines, with RRL's own state in the header's "extra"."""
         self.buffer.save(path, extra=self._extra_state())
+        if self.review_path is None:
+            self.review_path = default_review_path(path)
 
     def load(self, path: str) -> None:
         """Resume from save(); on a bad file (BufferFileError naming it) nothing here changes."""
@@ -211,3 +246,5 @@ class RetrospectiveReplay:
             raise BufferFileError(f"{path}: corrupted RRL state in the header ({e})") from None
         self.buffer.load_into(path, _state=state)
         self._apply_extra(parsed)
+        if self.review_path is None:
+            self.review_path = default_review_path(path)

@@ -63,7 +63,7 @@ class BaseScorer:
 
     def __init__(self, hard_threshold: float = 0.5, min_prefix_frac: float = 0.1, max_prefix_frac: float = 0.9,
                  min_prefix_tokens: int = 1, max_prefix_tokens: int | None = None, cut_every: int = 32,
-                 boundary_tokens=(), max_cuts: int = 4, cut_bonus: float = 0.1):
+                 boundary_tokens=(), max_cuts: int = 4, cut_bonus: float = 0.1, stop_token_ids=()):
         self.hard_threshold = hard_threshold
         self.min_prefix_frac = min_prefix_frac
         self.max_prefix_frac = max_prefix_frac
@@ -73,12 +73,22 @@ class BaseScorer:
         self.boundary_tokens = frozenset(int(t) for t in (boundary_tokens or ()))
         self.max_cuts = max_cuts
         self.cut_bonus = cut_bonus
+        # EOS (and other stop tokens) can sit inside a response, e.g. a turn end in a multi-turn
+        # rollout: no cut may keep one, since a restart after it could only stop
+        self.stop_token_ids = tuple(int(t) for t in (stop_token_ids or ()))
 
     def allowed_cuts(self, traj: Trajectory) -> range:
         """Cuts within the length limits, before EOS and (for a restart) deeper than its prefix."""
         n = len(traj.response_ids)
+        eos_pos = traj.eos_pos
+        if self.stop_token_ids:
+            ids = _as_list(traj.response_ids)
+            for t in self.stop_token_ids:
+                if t in ids:
+                    i = ids.index(t)
+                    eos_pos = i if eos_pos is None else min(eos_pos, i)
         r = allowed_range(n, self.min_prefix_frac, self.max_prefix_frac, self.min_prefix_tokens,
-                          self.max_prefix_tokens, eos_pos=traj.eos_pos)
+                          self.max_prefix_tokens, eos_pos=eos_pos)
         return range(max(r.start, traj.prefix_len + 1), max(r.start, r.stop))
 
     def scored_cuts(self, traj: Trajectory, allowed: range) -> list[tuple[int, float]]:

@@ -48,12 +48,12 @@ def greedy_success(model, task, items, max_new_tokens: int) -> float:
     return task.score(items, conts).float().mean().item()
 
 
-def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int = 3000):
+def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int = 3000, device: str = "cpu"):
     """The policy after warm-up (cached per task, model and seed); returns (model, report)."""
     if model_name == "smollm2":
         model, _ = load_smollm2(cache_dir() / "models")
-        return model, {"warmup_steps": 0, "note": "pretrained SmolLM2-135M-Instruct, no warm-up"}
-    model = tiny_qwen2(task.tokenizer, seed=seed)
+        return model.to(device), {"warmup_steps": 0, "note": "pretrained SmolLM2-135M-Instruct, no warm-up"}
+    model = tiny_qwen2(task.tokenizer, seed=seed).to(device)
     if max_steps <= 0:
         return model, {"warmup_steps": 0, "note": "warm-up skipped (--warmup.max_steps 0)"}
     sets = base_skill_sets(task)
@@ -69,7 +69,8 @@ def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int 
 
 def warm_model(seed: int, args: dict, progress=None) -> dict:
     task = make_task(args["task"], args["model"])
-    _, report = warm_policy(task, args["model"], seed, progress, args.get("warmup_max_steps", 3000))
+    _, report = warm_policy(task, args["model"], seed, progress, args.get("warmup_max_steps", 3000),
+                            args.get("device", "cpu"))
     return report
 
 
@@ -80,7 +81,8 @@ def build_run(cfg, args: dict, metrics_path, ckpt_dir, progress=None):
 
     task = make_task(args["task"], args["model"])
     torch.manual_seed(cfg.seed)
-    policy, _ = warm_policy(task, args["model"], cfg.seed, max_steps=args.get("warmup_max_steps", 3000))
-    critic = value_model_from_policy(policy) if cfg.estimator == "gae" else None
+    policy, _ = warm_policy(task, args["model"], cfg.seed, max_steps=args.get("warmup_max_steps", 3000),
+                            device=args.get("device", "cpu"))
+    critic = value_model_from_policy(policy).to(args.get("device", "cpu")) if cfg.estimator == "gae" else None
     cfg = replace(cfg, max_new_tokens=task.max_new_tokens)
     return Trainer(cfg, task, policy, task.tokenizer, metrics_path, critic=critic, ckpt_dir=ckpt_dir, progress=progress)

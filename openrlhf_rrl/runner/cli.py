@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=int, default=None, help=f"number of seeds (default {DEFAULT['seeds']}, quick {QUICK['seeds']})")
     g.add_argument("--quick", action="store_true", help=f"a short run (~3 minutes): {QUICK}")
     g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel jobs (one torch thread each)")
+    g.add_argument("--device", default="cpu", help="torch device of the runs (cpu, cuda, cuda:1, ...)")
     g.add_argument("--resume", action="store_true", help="continue each job from its last checkpoint in --out")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
     g.add_argument("--eval_size", type=int, default=None, help="held-out prompts per eval set")
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rollout.temperature", dest="temperature", type=float, default=1.0, help="sampling temperature")
     g.add_argument("--rollout.hard_temperature", dest="hard_temperature", type=float, default=None,
                    help="baseline exploration knob: sampling temperature for hard prompts (fresh groups)")
+    g.add_argument("--rollout.is_correction", dest="is_correction", action="store_true",
+                   help="weight rows sampled at a temperature != 1 (hot restarts, --rollout.hard_temperature) with "
+                        "OpenRLHF's rollout importance-sampling correction; off by default: on the chain task the "
+                        "uncorrected hot restarts learned more (docs/measurements/)")
     g.add_argument("--algo.advantage.estimator", dest="estimator", default="reinforce_baseline",
                    choices=["gae", "reinforce", "reinforce_baseline", "group_norm", "rloo", "dr_grpo"],
                    help="gae = PPO with a critic; reinforce_baseline = REINFORCE++-baseline; group_norm = GRPO")
@@ -70,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rrl_arguments(p)
     # The demo picks the scorer from the task and estimator unless --rrl_scorer is given: the chain
     # task has a step checker (longest verified-correct prefix), PPO has a critic, else the reward.
-    p.set_defaults(rrl_scorer=None)
+    # Restart groups are sampled hotter by default: restarts from one prefix otherwise fail or pass
+    # as a block (no gradient within the group); measured in docs/measurements/.
+    p.set_defaults(rrl_scorer=None, rrl_restart_temperature=2.0)
     return p
 
 
@@ -109,7 +116,7 @@ def job_configs(args, rrl: RRLConfig):
         steps=args.steps, prompts_per_step=args.prompts_per_step, n_samples=args.n_samples,
         temperature=args.temperature, hard_temperature=args.hard_temperature, estimator=args.estimator,
         no_std_norm=args.no_std_norm, kl_coef=args.kl_coef, lr=args.lr, critic_lr=args.critic_lr,
-        eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
+        is_correction=args.is_correction, eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
     )
     jobs = []
     for seed in range(args.seed0, args.seed0 + args.seeds):

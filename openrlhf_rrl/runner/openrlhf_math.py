@@ -58,7 +58,7 @@ def shape_group_rewards(rewards: torch.Tensor, group_sizes: list[int], estimator
         elif estimator in ("reinforce_baseline", "dr_grpo"):
             out[start : start + size] = r - r.mean()
         elif estimator == "group_norm":
-            std = r.std() if size > 1 else torch.tensor(0.0)
+            std = r.std() if size > 1 else r.new_zeros(())
             out[start : start + size] = (r - r.mean()) / (std + 1e-9)
         start += size
     return out
@@ -69,7 +69,7 @@ def gae(values: torch.Tensor, rewards: torch.Tensor, action_mask: torch.Tensor, 
     """Generalised advantage estimation over per-token rewards; returns (advantages, returns)."""
     values = values * action_mask
     rewards = rewards * action_mask
-    last = torch.zeros(values.size(0), dtype=values.dtype)
+    last = torch.zeros(values.size(0), dtype=values.dtype, device=values.device)
     advantages = torch.zeros_like(values)
     for t in reversed(range(values.size(1))):
         next_value = values[:, t + 1] if t + 1 < values.size(1) else 0.0
@@ -83,7 +83,7 @@ def gae(values: torch.Tensor, rewards: torch.Tensor, action_mask: torch.Tensor, 
 def discounted_returns(rewards: torch.Tensor, action_mask: torch.Tensor, gamma: float) -> torch.Tensor:
     """REINFORCE returns: the discounted sum of the per-token rewards from each position on."""
     rewards = rewards * action_mask
-    running = torch.zeros(rewards.size(0), dtype=rewards.dtype)
+    running = torch.zeros(rewards.size(0), dtype=rewards.dtype, device=rewards.device)
     returns = torch.zeros_like(rewards)
     for t in reversed(range(rewards.size(1))):
         running = rewards[:, t] + gamma * running

@@ -107,7 +107,8 @@ def sample(model, prompt_ids: list[list[int]], prefix_ids: list[list[int]], max_
     restart prefix, so restarts and fresh rollouts share one total length). Stops once every row
     has emitted EOS or used its budget; tokens after a row's end are pad and masked out. The
     random stream depends only on `generator` and the batch shape, so a seeded generator
-    reproduces a rollout.
+    reproduces a rollout (generator=None draws from torch's global RNG; all-greedy calls draw
+    nothing).
     """
     n = len(prompt_ids)
     prefixes = _per_row_prefix(prefix_ids, n)
@@ -121,6 +122,7 @@ def sample(model, prompt_ids: list[list[int]], prefix_ids: list[list[int]], max_
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     temp = torch.tensor(temps, dtype=torch.float32, device=device)
     greedy = temp <= 0
+    all_greedy = bool(greedy.all())  # then no random numbers are drawn at all
     safe_temp = torch.where(greedy, torch.ones_like(temp), temp)[:, None]
     budget = torch.tensor(budgets, dtype=torch.long, device=device)
     steps = max(budgets, default=0)
@@ -137,8 +139,10 @@ def sample(model, prompt_ids: list[list[int]], prefix_ids: list[list[int]], max_
         logits = out.logits[:, -1, :].float()
         logp = torch.log_softmax(logits, dim=-1)
         logp_sampling = torch.log_softmax(logits / safe_temp, dim=-1)
-        drawn = torch.multinomial(logp_sampling.exp(), 1, generator=generator).squeeze(-1)
-        token = torch.where(greedy, logits.argmax(-1), drawn)
+        token = logits.argmax(-1)
+        if not all_greedy:
+            drawn = torch.multinomial(logp_sampling.exp(), 1, generator=generator).squeeze(-1)
+            token = torch.where(greedy, token, drawn)
         token = torch.where(done, torch.full_like(token, pad_id), token)
 
         cols["tokens"].append(token)

@@ -52,7 +52,7 @@ class TrainConfig:
     lr: float = 3e-4  # --actor.learning_rate
     critic_lr: float = 1e-3  # --critic.learning_rate
     grad_clip: float = 1.0
-    is_correction: bool = True  # OpenRLHF's rollout IS correction for rows sampled at a temperature != 1
+    is_correction: bool = False  # OpenRLHF's rollout IS correction for rows sampled at a temperature != 1
     eval_every: int = 50
     eval_size: int = 512
     ckpt_every: int = 0
@@ -63,9 +63,9 @@ class TrainConfig:
 class RunState:
     """Everything that changes during a run and must survive a restart of the process."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, device: torch.device | str = "cpu"):
         self.step = 0
-        self.sample_gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)
+        self.sample_gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 17)
         self.tokens_generated = 0
         self.train_time_s = 0.0
         self.rrl_time_s = 0.0
@@ -100,6 +100,7 @@ class Trainer:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.progress = progress or (lambda step: None)
+        self.device = next(policy.parameters()).device
         self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic is not None else None
         self.ref = None
@@ -119,10 +120,11 @@ class Trainer:
             step_checker = None
             if checker is not None:
                 step_checker = lambda prompt_ids, response_ids, label: checker(self._item(None, label), response_ids)  # noqa: E731
-            self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker)
+            self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker,
+                                              stop_token_ids=(tokenizer.eos_token_id,))
         self._items: dict[str, PromptItem] = {}
         self._eval_sets = None
-        self.state = RunState(cfg.seed)
+        self.state = RunState(cfg.seed, self.device)
 
     # ----------------------------------------------------------------- one step
     def prompts_for(self, step: int) -> list[PromptItem]:
@@ -203,22 +205,30 @@ class Trainer:
         return metrics
 
     def replay_observe(self, plans, responses, rewards, successes, group_success, roll, values, step) -> dict:
-        """Hand every group's trajectories (full responses, rewards, per-token signals) to the replay."""
+        """Hand every group's trajectories (full responses, rewards, per-token signals) to the replay.
+
+        Tensors are turned into lists once, up front: per-element tensor indexing would cost more
+        than the whole replay bookkeeping."""
         n = self.cfg.n_samples
+        lengths = roll.mask.sum(-1).tolist()
+        logprobs, entropy, eos = roll.logprobs.tolist(), roll.entropy.tolist(), roll.eos.tolist()
+        reward_list, success_list, rates = rewards.tolist(), successes.tolist(), group_success.tolist()
         groups = []
         for g, plan in enumerate(plans):
+            pre = len(plan.prefix_ids)
+            stored = tuple(plan.prefix_logprobs) if plan.prefix_logprobs else (0.0,) * pre
+            zeros = (0.0,) * pre
             group = []
             for i in range(g * n, (g + 1) * n):
-                pre, cont_len = len(plan.prefix_ids), int(roll.mask[i].sum())
-                stored = tuple(plan.prefix_logprobs) if plan.prefix_logprobs else (0.0,) * pre
+                cont = lengths[i]
                 group.append(Trajectory(
                     prompt_key=plan.prompt.key, prompt_ids=plan.prompt.prompt_ids,
-                    response_ids=tuple(responses[i]), reward=float(rewards[i]), success=bool(successes[i]),
+                    response_ids=tuple(responses[i]), reward=reward_list[i], success=success_list[i],
                     label=plan.prompt.label,
-                    logprobs=stored + tuple(roll.logprobs[i, :cont_len].tolist()),
-                    values=None if values is None else tuple(values[i][: pre + cont_len]),
-                    entropies=(0.0,) * pre + tuple(roll.entropy[i, :cont_len].tolist()),
-                    group_success_rate=float(group_success[g]), prefix_len=pre, eos=bool(roll.eos[i]),
+                    logprobs=stored + tuple(logprobs[i][:cont]),
+                    values=None if values is None else tuple(values[i][: pre + cont]),
+                    entropies=zeros + tuple(entropy[i][:cont]),
+                    group_success_rate=rates[g], prefix_len=pre, eos=eos[i],
                 ))
             groups.append(group)
         return self.replay.observe(plans, groups, step)
@@ -226,8 +236,9 @@ class Trainer:
     def update(self, batch, rewards: torch.Tensor, roll, group_sizes: list[int]) -> dict:
         """One on-policy update with OpenRLHF's losses; returns metrics (and the critic's values per
         response token, under "_values", for the replay's critic scorer)."""
-        cfg = self.cfg
-        mask = batch.action_mask.float()
+        cfg, dev = self.cfg, self.device
+        mask = batch.action_mask.float().to(dev)
+        rewards = rewards.to(dev)
         self.policy.train()
         log_probs = sequence_logprobs(self.policy, batch)
         old = log_probs.detach()  # one update per rollout: the rollout policy is the current one
@@ -255,7 +266,7 @@ class Trainer:
         # temperature-1 policy: OpenRLHF's rollout importance-sampling correction weights them.
         rollout_lp = old.clone()
         view = batch.continuation_view(rollout_lp)
-        view.copy_(torch.where(batch.continuation_mask, roll.sampling_logprobs, view))
+        view.copy_(torch.where(batch.continuation_mask.to(dev), roll.sampling_logprobs.to(dev), view))
         loss, clip_ratio, ppo_kl, is_kl, _ = self.policy_loss(
             log_probs, old, advantages, action_mask=mask, rollout_log_probs=rollout_lp if cfg.is_correction else None)
         self.opt.zero_grad(set_to_none=True)
@@ -278,7 +289,9 @@ class Trainer:
 
     def _critic_values(self, batch) -> torch.Tensor:
         """Critic values aligned with the action mask: column t = value of the state before token t+1."""
-        v = self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        dev = self.device
+        v = self.critic(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
+                        position_ids=batch.position_ids.to(dev))
         return v[:, :-1]
 
     @staticmethod
@@ -322,13 +335,15 @@ class Trainer:
         path = self.ckpt_dir / "trainer.pt" if self.ckpt_dir else None
         if path is None or not path.exists():
             return False
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location=self.device)
         self.policy.load_state_dict(state["policy"])
         self.opt.load_state_dict(state["opt"])
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
             self.critic_opt.load_state_dict(state["critic_opt"])
-        self.state.load_state_dict(state["run"])
+        run = state["run"]
+        run["sample_gen"] = run["sample_gen"].cpu()  # generator states are CPU byte tensors
+        self.state.load_state_dict(run)
         if self.replay is not None:
             self.replay.load(self.ckpt_dir / "rrl_buffer.jsonl")
         return True

@@ -46,10 +46,11 @@ def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dic
     would measure nothing."""
     path = cache_path(cache_dir, {**signature, "seed": seed, "gate": gate, "lr": lr, "batch": batch_size})
     if path.exists():
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True, map_location="cpu")
         model.load_state_dict(saved["model"])
         return {**saved["report"], "cached": True}
     rng = random.Random(seed)
+    device = next(model.parameters()).device
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     t0, step, score = time.perf_counter(), 0, 0.0
@@ -57,6 +58,7 @@ def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dic
         model.train()
         for _ in range(check_every):
             batch = supervised_batch(*task.warmup_examples(batch_size, rng), pad_id=task.pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
             loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          position_ids=batch["position_ids"], labels=batch["labels"]).loss
             opt.zero_grad(set_to_none=True)
@@ -75,6 +77,6 @@ def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dic
         raise RuntimeError(f"warm-up did not reach greedy success {gate} within {max_steps} steps (got {score:.3f}); "
                            "try another --train.seed or a larger --warmup.max_steps")
     report = {"warmup_steps": step, "warmup_s": time.perf_counter() - t0, "warmup_check": score}
-    state = {"model": model.state_dict(), "report": report}
+    state = {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "report": report}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return {**report, "cached": False}

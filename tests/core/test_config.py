@@ -116,3 +116,17 @@ def test_from_args_reads_only_rrl_attributes_of_a_foreign_namespace():
     ns = argparse.Namespace(rrl_buffer_capacity=10, lr=1e-5, rrl_policy="uncertainty")
     c = RRLConfig.from_args(ns)
     assert (c.buffer_capacity, c.policy, c.replay_share) == (10, "uncertainty", 0.25)
+
+
+def test_dotted_dest_reaches_a_hierarchized_namespace():
+    # the OpenRLHF launcher: dest "rrl.<name>", then OpenRLHF's hierarchize() makes args.rrl.<name>
+    from types import SimpleNamespace
+
+    p = add_rrl_arguments(argparse.ArgumentParser(prog="train"), dotted_dest=True)
+    ns = p.parse_args(["--rrl_enable", "--rrl.replay_share", "0.4", "--rrl_buffer_capacity", "9"])
+    flat = vars(ns)
+    assert flat["rrl.enable"] is True and flat["rrl.replay_share"] == "0.4" and flat["rrl.buffer_capacity"] == "9"
+    c = RRLConfig.from_args(ns)
+    assert (c.enable, c.replay_share, c.buffer_capacity) == (True, 0.4, 9)
+    nested = SimpleNamespace(lr=1, rrl=SimpleNamespace(**{k.split(".", 1)[1]: v for k, v in flat.items()}))
+    assert RRLConfig.from_args(nested) == c

@@ -38,7 +38,6 @@ def chain_task():
 
 @pytest.fixture(scope="session")
 def warm_tiny(chain_task):
-    torch.set_num_threads(2)
     model = tiny_qwen2(chain_task.tokenizer, seed=0)
     supervised_steps(model, chain_task, steps=60, batch_size=32, lr=5e-3)
     model.eval()
@@ -57,5 +56,4 @@ def smollm2_cache(tmp_path_factory):
 def smollm2(smollm2_cache):
     from openrlhf_rrl.runner.models import load_smollm2
 
-    torch.set_num_threads(2)
     return load_smollm2(smollm2_cache)

@@ -165,17 +165,17 @@ def test_sampler_on_smollm2(smollm2):
 
     model, tok = smollm2
     task = ArithmeticTask(tokenizer=tok)
-    items = task.eval_sets(4)["all"]
+    items = task.eval_sets(2)["all"]
     prompt_ids = [task.encode_prompt(it) for it in items]
     for it, p in zip(items, prompt_ids):
         assert tok.decode(p, skip_special_tokens=False) == task.prompt_text(it)
     ids, mask = left_pad(prompt_ids, tok.pad_token_id)
-    expected = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+    expected = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=8,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[:, ids.shape[1]:]
-    greedy = sample(model, prompt_ids, [], 12, 0.0, tok.eos_token_id, tok.pad_token_id)
+    greedy = sample(model, prompt_ids, [], 8, 0.0, tok.eos_token_id, tok.pad_token_id)
     assert torch.equal(greedy.tokens, expected)
     prefixes = [c[:3] if i % 2 else [] for i, c in enumerate(greedy.continuations())]
-    rollout = sample(model, prompt_ids, prefixes, 8, 1.0, tok.eos_token_id, tok.pad_token_id,
+    rollout = sample(model, prompt_ids, prefixes, 6, 1.0, tok.eos_token_id, tok.pad_token_id,
                      torch.Generator().manual_seed(0))
     batch = rollout_training_batch(rollout, tok.pad_token_id)
     with torch.no_grad():
@@ -183,4 +183,13 @@ def test_sampler_on_smollm2(smollm2):
     assert (recomputed - rollout.logprobs)[rollout.mask].abs().max().item() < 1e-3
     # reward_func sees an ordinary OpenRLHF query
     scores = task.score(items, rollout.responses())
-    assert scores.shape == (4,) and set(scores.tolist()) <= {0.0, 1.0}
+    assert scores.shape == (2,) and set(scores.tolist()) <= {0.0, 1.0}
+
+
+def test_greedy_sampling_leaves_the_global_rng_alone(warm_tiny, chain_task, prompts):
+    _, prompt_ids = prompts
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    greedy_eval(warm_tiny, prompt_ids, 9, chain_task.eos_id, chain_task.pad_id)
+    assert torch.equal(torch.rand(2), expected)
