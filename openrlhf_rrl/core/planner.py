@@ -62,16 +62,23 @@ class ReplayPlanner:
         chosen = []
         if want > 0 and len(buffer) > 0:
             rng = random.Random(_seed_for(self.seed, step))
-            # enough draws that `want` distinct prompts are reachable under the per-prompt quota
-            ask = min(len(buffer), want * max(1, buffer.per_prompt_capacity))
-            per_prompt: dict[str, int] = {}
-            for entry in self.policy.select(buffer, ask, rng, fresh_rates or {}):
-                if per_prompt.get(entry.prompt_key, 0) >= self.max_restarts_per_prompt:
-                    continue
-                per_prompt[entry.prompt_key] = per_prompt.get(entry.prompt_key, 0) + 1
-                chosen.append(entry)
-                if len(chosen) == want:
+            # Draw a few more entries than slots (the per-prompt quota skips some), and draw again,
+            # wider, only when that was not enough: most steps then touch ~2x slots entries, not
+            # slots x per_prompt_capacity.
+            ask = min(len(buffer), 2 * want)
+            while True:
+                chosen, per_prompt = [], {}
+                for entry in self.policy.select(buffer, ask, rng, fresh_rates or {}):
+                    if per_prompt.get(entry.prompt_key, 0) >= self.max_restarts_per_prompt:
+                        continue
+                    per_prompt[entry.prompt_key] = per_prompt.get(entry.prompt_key, 0) + 1
+                    chosen.append(entry)
+                    if len(chosen) == want:
+                        break
+                reachable = min(len(buffer), want * max(1, buffer.per_prompt_capacity))
+                if len(chosen) == want or ask >= reachable:
                     break
+                ask = min(reachable, 4 * ask)
         plans = [GroupPlan(prompt=p) for p in prompts[: n - len(chosen)]]
         for e in chosen:
             plans.append(GroupPlan(prompt=PromptRef(e.prompt_key, e.prompt_ids, e.label), prefix_ids=e.prefix_ids,

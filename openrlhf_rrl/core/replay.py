@@ -126,7 +126,8 @@ class RetrospectiveReplay:
             self.buffer.record_fresh(key, rate, step)
             if rate < c.hard_threshold:
                 for t in group:
-                    candidates.extend(self.scorer.candidates(self._prepared(t, rate), step))
+                    t = self._prepared(t, rate)
+                    candidates.extend((score, cut, t) for cut, score in self.scorer.scored(t))
 
         restart_wins = restart_total = 0
         for plan, group in zip(plans, trajectories):
@@ -150,7 +151,7 @@ class RetrospectiveReplay:
 
         m.candidates = len(candidates)
         if c.enable:
-            m.admitted = self._admit(candidates, self.admit_limit(len(plans)))
+            m.admitted = self._admit(candidates, self.admit_limit(len(plans)), step)
 
         m.informative_fresh_groups = sum(fresh_info) / len(fresh_info) if fresh_info else 0.0
         m.informative_restart_groups = sum(restart_info) / len(restart_info) if restart_info else 0.0
@@ -180,20 +181,22 @@ class RetrospectiveReplay:
                 t.verified_tokens = out
         return t
 
-    def _admit(self, candidates, limit: int) -> int:
-        """Best first; skip near-duplicate depths of one prompt; stop after `limit` new entries."""
+    def _admit(self, candidates: list[tuple[float, int, Trajectory]], limit: int, step: int) -> int:
+        """Best first; skip near-duplicate depths of one prompt; stop after `limit` new entries.
+
+        candidates are (score, cut, trajectory); a RetainedState is built only for those reached."""
         if limit <= 0 or not candidates:
             return 0
-        order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].score, i))
+        order = sorted(range(len(candidates)), key=lambda i: (-candidates[i][0], i))
         kept_lens: dict[str, list[int]] = {}
         admitted = 0
         for i in order:
-            s = candidates[i]
-            lens = kept_lens.setdefault(s.prompt_key, [])
-            n = len(s.prefix_ids)
-            if any(abs(n - x) <= DEDUPE_TOKENS for x in lens):
+            score, cut, traj = candidates[i]
+            lens = kept_lens.setdefault(traj.prompt_key, [])
+            if any(abs(cut - x) <= DEDUPE_TOKENS for x in lens):
                 continue
-            lens.append(n)
+            lens.append(cut)
+            s = self.scorer.state_at(traj, cut, score, step)
             was_there = s.key in self.buffer
             if self.buffer.add(s) and not was_there:
                 admitted += 1

@@ -32,6 +32,10 @@ SCORER_NAMES = ("critic", "reward", "checker", "entropy", "mc")
 class Scorer(Protocol):
     refresh_from_restarts: bool
 
+    def scored(self, traj: Trajectory) -> list[tuple[int, float]]: ...
+
+    def state_at(self, traj: Trajectory, c: int, score: float, step: int) -> RetainedState: ...
+
     def candidates(self, traj: Trajectory, step: int) -> list[RetainedState]: ...
 
 
@@ -96,41 +100,41 @@ class BaseScorer:
         raise NotImplementedError
 
     def candidates(self, traj: Trajectory, step: int) -> list[RetainedState]:
+        return [self.state_at(traj, c, score, step) for c, score in self.scored(traj)]
+
+    def scored(self, traj: Trajectory) -> list[tuple[int, float]]:
+        """The (cut, score) pairs this scorer proposes for `traj`: cheap, no state built yet, so a
+        caller that admits only a few candidates per step materialises only those."""
         if traj.group_success_rate >= self.hard_threshold:
             return []
         allowed = self.allowed_cuts(traj)
         if not allowed:
             return []
         # a NaN/inf score (a diverged critic, say) would poison the priority sums: drop it
-        pairs = [(int(c), float(s)) for c, s in self.scored_cuts(traj, allowed)
-                 if int(c) in allowed and math.isfinite(float(s))]
-        if not pairs:
-            return []
+        return [(int(c), float(s)) for c, s in self.scored_cuts(traj, allowed)
+                if int(c) in allowed and math.isfinite(float(s))]
+
+    @staticmethod
+    def state_at(traj: Trajectory, c: int, score: float, step: int) -> RetainedState:
+        """The retained state `traj` cut after its first `c` response tokens."""
         response = tuple(int(t) for t in _as_list(traj.response_ids))
-        prompt = tuple(int(t) for t in _as_list(traj.prompt_ids))
-        logprobs = _as_list(traj.logprobs)
-        values = _as_list(traj.values)
-        entropies = _as_list(traj.entropies)
         n = len(response)
-        out = []
-        for c, score in pairs:
-            out.append(RetainedState(
-                prompt_key=traj.prompt_key,
-                prompt_ids=prompt,
-                prefix_ids=response[:c],
-                prefix_logprobs=_finite_tuple(logprobs, c),
-                label=traj.label,
-                score=score,
-                step_found=step,
-                last_seen=step,
-                cut_fraction=c / n,
-                source_len=n,
-                source_reward=float(traj.reward),
-                cut_value=_finite_at(values, c),
-                cut_entropy=_finite_at(entropies, c),
-                verified_steps=traj.verified_steps,
-            ))
-        return out
+        return RetainedState(
+            prompt_key=traj.prompt_key,
+            prompt_ids=tuple(int(t) for t in _as_list(traj.prompt_ids)),
+            prefix_ids=response[:c],
+            prefix_logprobs=_finite_tuple(_as_list(traj.logprobs), c),
+            label=traj.label,
+            score=score,
+            step_found=step,
+            last_seen=step,
+            cut_fraction=c / n,
+            source_len=n,
+            source_reward=float(traj.reward),
+            cut_value=_finite_at(_as_list(traj.values), c),
+            cut_entropy=_finite_at(_as_list(traj.entropies), c),
+            verified_steps=traj.verified_steps,
+        )
 
     def _spread(self, cuts: list[int]) -> list[int]:
         """At most max_cuts cuts, evenly spread: several depths give a reverse curriculum."""

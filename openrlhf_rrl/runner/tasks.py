@@ -253,13 +253,18 @@ class ChainTask(_TextTask):
     # -- checking ------------------------------------------------------------------------------
     def target_ids(self, item: PromptItem) -> list[int]:
         """The correct response as token ids: the values, then EOS."""
-        return [self._value_ids[int(v)] for v in item.label.split()] + [self.eos_id]
+        return list(self._label_ids(item.label))
+
+    @lru_cache(maxsize=1 << 14)
+    def _label_ids(self, label: str) -> tuple[int, ...]:
+        # the step checker runs on every failed rollout of a hard prompt: parse each label once
+        return tuple(self._value_ids[int(v)] for v in label.split()) + (self.eos_id,)
 
     def verified_tokens(self, item: PromptItem, response_ids: list[int]) -> int:
         """How many leading response tokens are correct (a step checker, i.e. a process reward:
         disclose it when cuts use it). The full answer with EOS scores length + 1."""
         count = 0
-        for got, want in zip(response_ids, self.target_ids(item)):
+        for got, want in zip(response_ids, self._label_ids(item.label)):
             if got != want:
                 break
             count += 1

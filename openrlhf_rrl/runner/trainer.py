@@ -216,18 +216,18 @@ class Trainer:
         groups = []
         for g, plan in enumerate(plans):
             pre = len(plan.prefix_ids)
-            stored = tuple(plan.prefix_logprobs) if plan.prefix_logprobs else (0.0,) * pre
-            zeros = (0.0,) * pre
+            stored = list(plan.prefix_logprobs) if plan.prefix_logprobs else [0.0] * pre
+            zeros = [0.0] * pre
             group = []
             for i in range(g * n, (g + 1) * n):
                 cont = lengths[i]
                 group.append(Trajectory(
                     prompt_key=plan.prompt.key, prompt_ids=plan.prompt.prompt_ids,
-                    response_ids=tuple(responses[i]), reward=reward_list[i], success=success_list[i],
+                    response_ids=responses[i], reward=reward_list[i], success=success_list[i],
                     label=plan.prompt.label,
-                    logprobs=stored + tuple(logprobs[i][:cont]),
-                    values=None if values is None else tuple(values[i][: pre + cont]),
-                    entropies=zeros + tuple(entropy[i][:cont]),
+                    logprobs=stored + logprobs[i][:cont] if pre else logprobs[i][:cont],
+                    values=None if values is None else values[i][: pre + cont],
+                    entropies=zeros + entropy[i][:cont] if pre else entropy[i][:cont],
                     group_success_rate=rates[g], prefix_len=pre, eos=eos[i],
                 ))
             groups.append(group)
