@@ -175,3 +175,33 @@ def test_gae_with_a_critic_learns_values_and_harvests_by_value(task, tmp_path):
 def test_bad_estimator_is_a_one_line_error(task, tmp_path):
     with pytest.raises(ValueError, match="--algo.advantage.estimator"):
         make_trainer(task, tmp_path, estimator="nope")
+
+
+def test_restart_rows_do_not_enlarge_the_update():
+    """Same sequences, same advantages: restart rows (prefix masked) move the policy exactly as far
+    as fresh rows whose prefix tokens carry zero advantage; averaging over trained tokens alone
+    would scale the restart update up by response / continuation length."""
+    from openrlhf_rrl.runner.openrlhf_math import PolicyLoss
+    from openrlhf_rrl.runner.trainer import loss_denominator
+
+    torch.manual_seed(0)
+    adv = torch.randn(4, 10)
+    fresh_mask = torch.ones(4, 10)
+    restart_mask = fresh_mask.clone()
+    restart_mask[:, :3] = 0  # a 3-token retained prefix: context, not trained
+    fresh_adv = adv.clone()
+    fresh_adv[:, :3] = 0
+    prefixes = [[7, 8, 9]] * 4
+
+    def grad(mask, advantages, denominator):
+        logp = torch.randn(4, 10, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        loss = PolicyLoss()(logp, logp.detach(), advantages, action_mask=mask, batch_num_tokens=denominator)[0]
+        loss.backward()
+        return logp.grad
+
+    fresh = grad(fresh_mask, fresh_adv, loss_denominator(fresh_mask, [[]] * 4, "response", False))
+    restart = grad(restart_mask, adv, loss_denominator(restart_mask, prefixes, "response", False))
+    assert torch.allclose(fresh, restart)
+    plain = grad(restart_mask, adv, loss_denominator(restart_mask, prefixes, "trained", False))
+    assert torch.allclose(plain, restart * 40 / 28)
+    assert loss_denominator(restart_mask, prefixes, "response", True) == 28.0  # --rrl_train_prefix: prefix is trained
