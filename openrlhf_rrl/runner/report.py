@@ -54,6 +54,18 @@ def read_runs(out_dir: str | os.PathLike) -> dict[str, list[RunCurve]]:
     return arms
 
 
+def truncated(arms: dict[str, list[RunCurve]], step: int) -> dict[str, list[RunCurve]]:
+    """The same runs seen at an earlier horizon: evals up to `step` (summary costs stay whole-run)."""
+    out = {}
+    for arm, runs in arms.items():
+        cut = []
+        for r in runs:
+            n = sum(1 for s in r.eval_steps if s <= step)
+            cut.append(RunCurve(r.arm, r.seed, r.eval_steps[:n], {k: v[:n] for k, v in r.evals.items()}, r.summary))
+        out[arm] = cut
+    return out
+
+
 def mean_curve(runs: list[RunCurve], key: str) -> tuple[list[int], list[float]]:
     """Seed-mean eval curve over the steps every run has."""
     length = min(len(r.evals.get(key, [])) for r in runs)
@@ -154,11 +166,18 @@ def plot_curves(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLi
     os.replace(tmp, path)
 
 
-def write_report(out_dir: str | os.PathLike, key: str = "eval/hard", title: str = "") -> tuple[str, list[dict]]:
-    """Write results.md and curves.png into out_dir; returns the markdown and the rows."""
+def write_report(out_dir: str | os.PathLike, key: str = "eval/hard", title: str = "", baseline: str = "baseline",
+                 horizons: list[int] | None = None) -> tuple[str, list[dict]]:
+    """Write results.md and curves.png into out_dir; returns the markdown and the rows (of the
+    last horizon). With `horizons`, one table per horizon read off the same curves (H and 2H)."""
     arms = read_runs(out_dir)
-    rows = summarize(arms, key)
-    table = markdown_table(rows, key)
+    parts, rows = [], []
+    for h in horizons or [None]:
+        seen = truncated(arms, h) if h is not None else arms
+        rows = summarize(seen, key, baseline=baseline)
+        head = f"## at step {h}\n\n" if h is not None else ""
+        parts.append(head + markdown_table(rows, key))
+    table = "\n".join(parts)
     atomic_write_text(Path(out_dir, "results.md"), f"# {title or 'RRL vs baseline'}\n\n{table}")
     plot_curves(arms, key, Path(out_dir, "curves.png"), title or f"{key} vs step")
     return table, rows
