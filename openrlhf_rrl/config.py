@@ -20,6 +20,8 @@ from .core.policies import POLICY_NAMES
 from .core.schedules import SCHEDULE_KINDS
 from .core.scoring import SCORER_NAMES
 
+CUT_CONTROL_MODES = ("auto", "on", "off")
+
 
 @dataclass
 class RRLConfig:
@@ -36,8 +38,10 @@ class RRLConfig:
     temperature: float = 1.0
     restart_decay: float = 0.7
     scorer: str = "reward"
+    step_checker: str | None = None  # path of a .py file with step_checker(prompt_ids, response_ids, label)
     policy: str = "promise"
     target_pass_rate: float = 0.5
+    cut_control: str = "auto"  # auto (on with the passrate policy), on, off
     hard_threshold: float = 0.5
     success_threshold: float = 0.5
     min_prefix_frac: float = 0.1
@@ -50,6 +54,7 @@ class RRLConfig:
     max_restarts_per_prompt: int = 1
     retire_solved_rate: float = 0.75
     retire_dead_after: int = 16
+    untried_ttl: int = 50
     restart_temperature: float | None = None
     train_prefix: bool = False
     buffer_path: str | None = None
@@ -137,6 +142,12 @@ class _Spec:
         if k == "str":
             if not isinstance(v, str) or (self.choices and v not in self.choices):
                 self.fail(name, v)
+            return v
+        if k == "pyfile":
+            if not isinstance(v, str) or not v.strip():
+                self.fail(name, v)
+            if not os.path.isfile(v):
+                raise RRLConfigError(f"--rrl_{name}: step checker file not found: {v}")
             return v
         if k == "scorer":
             if not isinstance(v, str):
@@ -230,14 +241,30 @@ _SPECS: dict[str, _Spec] = {
                     "(longest verified prefix; needs a step checker), entropy (ExTra), mc (reward, then the "
                     "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw). "
                     "Use checker when a step checker exists, critic with a PPO critic, else reward or mc."),
+    "step_checker": _Spec("pyfile", "a path to a .py file or none",
+                          "A Python file defining step_checker(prompt_ids, response_ids, label) -> how many leading "
+                          "response tokens are verified correct (an int), or (tokens, steps); loaded like an OpenRLHF "
+                          "reward file. Used when the code passes no checker, by the checker scorer, the passrate "
+                          "policy's head starts and handicaps, and cut control. Set it when your task can check "
+                          "partial solutions (a process reward).", none_ok=True),
     "policy": _Spec("str", "one of " + ", ".join(POLICY_NAMES),
-                    "Which entries restart: promise (the paper: by priority), passrate (estimated pass rate nearest "
-                    "--rrl_target_pass_rate) or uncertainty (Thompson draw nearest the target). Try passrate if "
-                    "restart groups come back all-pass or all-fail.", choices=POLICY_NAMES),
+                    "Which entries restart: promise (the paper: by priority), passrate (Prefix Sampling, both ways: "
+                    "successful or verified-correct prefixes as head starts for prompts failing more often than "
+                    "--rrl_target_pass_rate, failed prefixes as handicaps for prompts passing more often; entries "
+                    "likeliest to give mixed groups first; cut control on) or uncertainty (Thompson draw nearest "
+                    "the target). Try passrate if restart groups come back all-pass or all-fail.",
+                    choices=POLICY_NAMES),
     "target_pass_rate": _Spec("float", "a number in [0, 1]", "Pass rate the passrate and uncertainty policies "
                               "aim for; binary rewards carry most signal near 0.5, so change it only for graded rewards.", lo=0.0, hi=1.0),
+    "cut_control": _Spec("str", "one of " + ", ".join(CUT_CONTROL_MODES),
+                         "Move each entry's cut along its source response after an uninformative restart group: a "
+                         "head start's cut goes one step later after an all-fail group and earlier after an "
+                         "all-pass one (a handicap's the other way round); the entry's record restarts at the "
+                         "new cut. auto: on with --rrl_policy passrate. Turn it on with other policies when "
+                         "restart groups keep coming back 0/n or n/n.", choices=CUT_CONTROL_MODES),
     "hard_threshold": _Spec("float", "a number in [0, 1]", "Only prompts whose fresh group succeeds less often "
-                            "than this give candidates. Lower it to keep only the hardest prompts.", lo=0.0, hi=1.0),
+                            "than this give candidates (with --rrl_policy passrate, prompts succeeding more often than "
+                            "1 minus this also give handicaps). Lower it to keep only the hardest prompts.", lo=0.0, hi=1.0),
     "success_threshold": _Spec("float", "a number", "A continuation counts as a success when its reward is "
                                "at least this. Match it to your reward's scale."),
     "min_prefix_frac": _Spec("float", "a number in [0, 1]", "Shortest kept prefix as a fraction of its response. "
@@ -251,10 +278,11 @@ _SPECS: dict[str, _Spec] = {
                                "buffer refuses longer states from any source (it does not clip them). Set it when long "
                                "prefixes crowd out the generation budget.", lo=0),
     "cut_every": _Spec("int", "an integer >= 1", "Token stride of cuts when no --rrl_boundary_tokens match "
-                       "(reward and mc scorers). Lower it for short responses: a stride as long as the response "
-                       "gives no cut at all.", lo=1),
+                       "(reward and mc scorers), and of cut control's moves. Lower it for short responses: a stride "
+                       "as long as the response gives no cut at all.", lo=1),
     "boundary_tokens": _Spec("ids", "comma-separated token ids", "Token ids that end a reasoning step (e.g. the "
-                             "newline id); cuts go right after them. Set them for step-structured tasks."),
+                             "newline id); cuts go right after them, and cut control moves one step at a time. Set "
+                             "them for step-structured tasks."),
     "admit_per_step": _Spec("int", "an integer >= -1", "New buffer entries admitted per step, best first; -1 "
                             "means as many as the restart slots of a batch at the nominal share. Lower it if "
                             "rrl/untried keeps growing.", lo=-1),
@@ -266,6 +294,9 @@ _SPECS: dict[str, _Spec] = {
     "retire_dead_after": _Spec("int", "an integer >= 0", "A state retires after this many continuations "
                                "without a success; 0 never retires dead states. Lower it when rrl/restart_success "
                                "stays near 0 and dead states hold the buffer.", lo=0),
+    "untried_ttl": _Spec("int", "an integer >= 0", "Entries never restarted are retired (rrl/retired_untried) "
+                         "this many steps after they were last found; 0 keeps them. Lower it when rrl/untried "
+                         "keeps growing (buffer takeover).", lo=0),
     "restart_temperature": _Spec("float", "a number > 0 or none", "Sampling temperature of restart groups; "
                                  "none means the run's own. Raise it if restart groups fail or pass all together.",
                                  lo=0.0, lo_open=True, none_ok=True),

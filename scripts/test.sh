@@ -4,5 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# The HTML page of rrl-inspect is checked in headless Chromium (Debian's package). Installed here
+# when this runs as root on a Debian-like machine (CI); elsewhere that one test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[test] installing chromium for the rrl-inspect screenshot test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[test] chromium could not be installed: the screenshot test will skip"
+fi
 source scripts/env.sh
 exec .venv/bin/python -m pytest "$@"

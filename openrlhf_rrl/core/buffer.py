@@ -7,7 +7,10 @@ or dead states. So every restart decays an entry's priority, entries whose resta
 entries, and retired solved/dead/banned keys are remembered so they are not admitted again.
 A reviewer's ban is remembered for good (never trimmed like the others): a banned entry is never
 replayed again. A state that cannot be restarted (empty prefix, a prefix over the length budget,
-a stop token inside the prefix) is refused at admission, whatever produced it.
+a stop token inside the prefix) is refused at admission, whatever produced it. Entries never
+restarted retire ("untried") after a number of steps (retire_untried), and cut control may move an
+entry's cut along its source response (move_cut: a new key, the restart record reset, merged into an
+entry already at the new cut).
 
 All operations a training step does per entry (add, evict, sample one) are O(log n): a sum tree
 for proportional sampling and a lazy-deletion min-heap for "lowest priority" eviction.
@@ -31,7 +34,7 @@ from .sumtree import SumTree
 FILE_FORMAT = "openrlhf-rrl-buffer"
 FILE_VERSION = 1
 
-RETIRE_REASONS = ("solved", "dead", "prompt_solved", "evicted", "banned", "stale")
+RETIRE_REASONS = ("solved", "dead", "prompt_solved", "evicted", "banned", "stale", "untried")
 # Keys retired for these reasons are refused if they come back: re-testing them wastes restarts.
 _REMEMBERED_REASONS = frozenset(("solved", "dead", "banned"))
 _MAX_EXP = 300.0  # exp(+-300) keeps a sum of 1e6 priorities finite and every priority > 0
@@ -106,7 +109,7 @@ class ReplayBuffer:
         self._banned: dict[str, None] = {}  # a reviewer's bans: an ordered set, never trimmed
         self.retired_counts = {r: 0 for r in RETIRE_REASONS}
         self.counters = {"added": 0, "merged": 0, "rejected": 0, "refused_retired": 0, "refused_invalid": 0,
-                         "restarts": 0}
+                         "restarts": 0, "cut_moves": 0}
         # review file -> how much of it is applied (core/review.py); saved with the entries it changed,
         # so a run resumed from an older checkpoint re-applies exactly the actions made after it
         self.review_marks: dict[str, dict] = {}
@@ -266,6 +269,8 @@ class ReplayBuffer:
             if state.pinned and not old.pinned:
                 old.pinned = True
                 changed = True
+            if len(state.source_ids) > len(old.source_ids):  # more room for cut control; priority unchanged
+                old.source_ids = state.source_ids
             if changed:
                 self._reprioritise(key)
             return True
@@ -327,11 +332,12 @@ class ReplayBuffer:
         return False
 
     def record_restart(self, key: str, rewards: Sequence[float], step: int,
-                       success_threshold: float = 0.5) -> str | None:
+                       success_threshold: float = 0.5, retire: bool = True) -> str | None:
         """Count one restart group from `key` (a continuation succeeds when reward >= threshold).
 
         Retires the entry as "solved" when every continuation of this group succeeded (nothing
-        left to learn there) and as "dead" after retire_dead_after continuations with no success.
+        left to learn there) and as "dead" after retire_dead_after continuations with no success;
+        retire=False only counts (the caller moves the cut instead, see move_cut).
         Returns the retire reason or None; an unknown key is a no-op.
         """
         state = self._entries.get(key)
@@ -342,10 +348,12 @@ class ReplayBuffer:
         state.restarts += 1
         state.continuations += n
         state.successes += wins
+        if 0 < wins < n:
+            state.mixed_groups += 1
         state.last_seen = max(state.last_seen, step)
         self.counters["restarts"] += 1
         reason = None
-        if not state.pinned:
+        if retire and not state.pinned:
             if self.retire_solved_restart and n > 0 and wins == n:
                 reason = "solved"
             elif self.retire_dead_after > 0 and state.continuations >= self.retire_dead_after and state.successes == 0:
@@ -377,12 +385,13 @@ class ReplayBuffer:
 
     def record_fresh(self, prompt_key: str, success_rate: float, step: int) -> int:
         """A fresh group of this prompt solved it at `success_rate`; at retire_solved_rate or above
-        its entries retire ("prompt_solved"): the policy no longer needs a head start there."""
+        its entries retire ("prompt_solved"): the policy no longer needs a head start there.
+        Handicaps (failed prefixes kept to make a mostly passing prompt harder) stay."""
         if success_rate < self.retire_solved_rate:
             return 0
         n = 0
         for state in self.prompt_entries(prompt_key):
-            if not state.pinned:
+            if not state.pinned and not state.handicap:
                 self._remove(state.key, "prompt_solved")
                 n += 1
         return n
@@ -396,6 +405,75 @@ class ReplayBuffer:
         for key in gone:
             self._remove(key, "stale")
         return len(gone)
+
+    def retire_untried(self, step: int, ttl: int) -> int:
+        """Retire ("untried") unpinned entries never restarted whose last sighting (found, found again, or
+        cut moved) is more than `ttl` steps before `step`: candidates that restarts never got round to
+        are what a taken-over buffer is full of. ttl <= 0 disables."""
+        if ttl <= 0:
+            return 0
+        old = [s.key for s in self._entries.values() if s.restarts == 0 and not s.pinned and step - s.last_seen > ttl]
+        for key in old:
+            self._remove(key, "untried")
+        return len(old)
+
+    # ---------------------------------------------------------------- cut control
+    def _moved_state(self, key: str, new_len: int, step: int) -> RetainedState | None:
+        s = self._entries.get(key)
+        if s is None or s.pinned or not isinstance(new_len, int) or isinstance(new_len, bool):
+            return None
+        c = len(s.prefix_ids)
+        if new_len == c or not 1 <= new_len <= c + len(s.source_ids):
+            return None
+        full = s.prefix_ids + s.source_ids
+        lp = s.prefix_logprobs
+        new = RetainedState(
+            prompt_key=s.prompt_key, prompt_ids=s.prompt_ids, prefix_ids=full[:new_len],
+            # log-probs are kept for the part they cover; a later cut has none for its new tokens
+            prefix_logprobs=lp[:new_len] if lp is not None and new_len <= len(lp) else None,
+            label=s.label, score=s.score, step_found=s.step_found, last_seen=max(s.last_seen, step),
+            cut_fraction=new_len / max(1, s.source_len, len(full)), source_len=s.source_len,
+            source_reward=s.source_reward, source_ids=full[new_len:], handicap=s.handicap)
+        if new.key in self._banned or new.key in self._remembered or self.admission_problem(new) is not None:
+            return None
+        return new
+
+    def move_target(self, key: str, new_len: int) -> str | None:
+        """The key entry `key` would have with its cut moved to `new_len` response tokens, or None when it
+        cannot move there: unknown or pinned entry, new_len outside 1..len(prefix)+len(source_ids) or equal to
+        the current cut, or a target the buffer refuses (banned, retired for good, invalid)."""
+        new = self._moved_state(key, new_len, 0)
+        return None if new is None else new.key
+
+    def move_cut(self, key: str, new_len: int, step: int, remember_old: str | None = None) -> str | None:
+        """Move an entry's cut along its source response (prefix + source_ids) to `new_len` response tokens.
+
+        The restart record (restarts, successes, mixed groups: the posterior) starts afresh at the new cut;
+        critic value, entropy and verified steps at the cut are unknown there. A move onto a (prompt, prefix)
+        already in the buffer merges into that entry, which keeps its own record (it was observed at that
+        very cut). remember_old ("solved" or "dead") refuses the old cut if a scorer proposes it again,
+        without counting a retirement. Returns the entry's key afterwards, or None (nothing changed) where
+        move_target is None."""
+        if remember_old is not None and remember_old not in _REMEMBERED_REASONS:
+            raise ValueError(f"move_cut: remember_old must be one of {sorted(_REMEMBERED_REASONS)}, got {remember_old!r}")
+        new = self._moved_state(key, new_len, step)
+        if new is None:
+            return None
+        existing = self._entries.get(new.key)
+        slot = self._remove(key, None, free_slot=existing is not None)
+        if remember_old is not None:
+            self._remember(key, remember_old)
+        self.counters["cut_moves"] += 1
+        if existing is None:
+            self._place(new, slot)
+            return new.key
+        self.counters["merged"] += 1
+        existing.score = max(existing.score, new.score)
+        existing.last_seen = max(existing.last_seen, new.last_seen)
+        if len(new.source_ids) > len(existing.source_ids):
+            existing.source_ids = new.source_ids
+        self._reprioritise(new.key)
+        return new.key
 
     def retire_stale(self, step: int, max_age: int) -> int:
         """Retire unpinned entries not found or restarted in the last max_age steps."""

@@ -4,6 +4,10 @@ Each reflects one source of "this point is worth restarting from": a step bounda
 reasoning step), a fixed stride, a high critic value (PPO, the paper), a high-entropy token (ExTra:
 cut just before the token the policy was unsure about), or the longest prefix a step checker
 verified. clip_cuts applies the length limits every scorer shares.
+
+Two rules of the passrate policy (Prefix Sampling) live here too: where to cut a failed response to
+HANDICAP a mostly passing prompt (handicap_cut), and cut control, one step of moving an entry's cut
+along its source response after a restart group that came back all-fail or all-pass (moved_cut).
 """
 
 from __future__ import annotations
@@ -43,6 +47,56 @@ def checker_cut(n_verified_tokens: int | None) -> list[int]:
     if n_verified_tokens is None or n_verified_tokens <= 0:
         return []
     return [int(n_verified_tokens)]
+
+
+def grid_cuts(response_ids: Sequence[int], allowed: range, boundary_ids: Iterable[int] = (),
+              stride: int = 32) -> list[int]:
+    """The step grid inside `allowed`: positions after boundary tokens when any fall there, else every
+    `stride` tokens (the reward scorer's cut points, and the steps cut control moves by)."""
+    cuts = [c for c in boundary_cuts(response_ids, boundary_ids) if c in allowed]
+    if not cuts:
+        cuts = [c for c in every_k_cuts(len(response_ids), max(1, stride)) if c in allowed]
+    return cuts
+
+
+def handicap_cut(grid: Sequence[int], allowed: range, verified_tokens: int | None = None) -> int | None:
+    """Where a FAILED response becomes a handicap (a failure prefix for a mostly passing prompt): the first
+    grid cut after the part a step checker verified, so the prefix holds the first wrong step; without a
+    checker, the middle grid cut (the middle of the allowed range if the grid is empty). Cut control then
+    finds the depth at which the handicap gives mixed groups."""
+    if not allowed:
+        return None
+    if verified_tokens is not None:
+        after = [c for c in grid if c > verified_tokens]
+        if after:
+            return after[0]
+        return None if verified_tokens >= allowed[-1] else allowed[-1]
+    if grid:
+        return grid[(len(grid) - 1) // 2]
+    return allowed[(len(allowed) - 1) // 2]
+
+
+def moved_cut(full_ids: Sequence[int], cut: int, later: bool, lo: int, hi: int, boundary_ids: Iterable[int] = (),
+              stride: int = 32) -> int | None:
+    """One step of cut control: the cut `later` or earlier along the source response `full_ids`, kept in
+    [lo, hi]. A step is one reasoning step (the next or previous position after a boundary token) when the
+    response has boundaries in [lo, hi], else `stride` tokens; past the last boundary the cut goes to the end
+    of the range. None when the cut cannot move that way (already at the end)."""
+    if hi < lo:
+        return None
+    stride = max(1, stride)
+    grid = [p for p in boundary_cuts(full_ids, boundary_ids) if lo <= p <= hi]
+    if later:
+        if cut >= hi:
+            return None
+        if grid:
+            return next((p for p in grid if p > cut), hi)
+        return max(lo, min(hi, cut + stride))
+    if cut <= lo:
+        return None
+    if grid:
+        return next((p for p in reversed(grid) if p < cut), lo)
+    return min(hi, max(lo, cut - stride))
 
 
 def allowed_range(response_len: int, min_frac: float = 0.0, max_frac: float = 1.0, min_tokens: int = 1,

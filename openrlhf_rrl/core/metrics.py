@@ -31,6 +31,8 @@ class StepMetrics:
     untried: int = 0  # buffer entries never restarted
     candidates: int = 0  # states the scorer proposed this step
     admitted: int = 0  # new entries that entered the buffer this step
+    cuts_moved_later: int = 0  # cut control: entries whose cut moved later this step (harder head start / handicap)
+    cuts_moved_earlier: int = 0  # ... moved earlier
 
     def to_dict(self) -> dict:
         d = {
@@ -47,6 +49,8 @@ class StepMetrics:
             "rrl/untried": self.untried,
             "rrl/candidates": self.candidates,
             "rrl/admitted": self.admitted,
+            "rrl/cuts_moved_later": self.cuts_moved_later,
+            "rrl/cuts_moved_earlier": self.cuts_moved_earlier,
         }
         for reason in RETIRE_REASONS:
             d[f"rrl/retired_{reason}"] = self.retired.get(reason, 0)

@@ -1,8 +1,12 @@
 """Selection policies: which buffer entries to restart from. Each is small; all share the one buffer.
 
   promise      RRL (the paper): draw proportional to priority (score, decayed by past restarts).
-  passrate     Prefix Sampling: entries whose estimated pass rate is nearest the target (0.5): a
-               binary reward carries most signal there; untried entries (estimate 0.5) go first.
+  passrate     Prefix Sampling, both ways: head starts (successful or verified-correct prefixes) for
+               prompts whose fresh pass rate is below the target, handicaps (failed prefixes) for
+               prompts above it; among those, the entries most likely to give a MIXED restart group
+               (the only kind with a gradient), counted per group, then the pass rate nearest the
+               target. RetrospectiveReplay adds the rest of the method: handicap candidates and cut
+               control (each entry's cut moves after all-fail / all-pass groups).
   uncertainty  Pros: Thompson-sample each entry's pass rate from its Beta posterior, with a prior
                centred on its prompt's fresh success rate; pick the draws nearest the target.
 
@@ -32,16 +36,31 @@ class PromisePolicy:
 
 
 class PassRatePolicy:
+    """Rules, in order:
+    1. direction: a head start is eligible while its prompt's latest fresh pass rate is below the target
+       (or unknown), a handicap while it is above; at the target a prompt needs neither;
+    2. informative first: highest estimated chance of a mixed restart group (RetainedState.informative_rate,
+       counted per group at the current cut: 0.5 untried, up after a mixed group, down after 0/n or n/n);
+    3. then the posterior pass rate nearest the target; 4. then at random (not by age)."""
+
     def __init__(self, target: float = 0.5):
         self.target = target
+
+    def eligible(self, state, fresh_rate: float | None) -> bool:
+        if fresh_rate is None:
+            return True
+        return fresh_rate > self.target if state.handicap else fresh_rate < self.target
 
     def select(self, buffer, k, rng, fresh_rates=None):
         if k <= 0:
             return []
+        fresh_rates = fresh_rates or {}
         t = self.target
-        # random tie-break so equally close entries (e.g. all untried) are not chosen by age
-        ranked = ((abs(s.pass_rate - t), rng.random(), s) for s in buffer.entries())
-        return [s for _, _, s in heapq.nsmallest(k, ranked, key=lambda x: (x[0], x[1]))]
+        ranked = []
+        for s in buffer.entries():
+            if self.eligible(s, fresh_rates.get(s.prompt_key)):
+                ranked.append((-s.informative_rate, abs(s.pass_rate - t), rng.random(), s))
+        return [x[3] for x in heapq.nsmallest(k, ranked, key=lambda x: x[:3])]
 
 
 class UncertaintyPolicy:

@@ -5,22 +5,31 @@ Per training step:  plans = rrl.plan(prompts, step)   -> roll out each plan's gr
 plan() turns the last share of fresh slots into restarts; observe() learns from what came back:
 fresh groups retire solved prompts and (for hard prompts) propose new states under admission
 control, restart groups update their entry's pass-rate posterior and may retire it.
+
+With --rrl_policy passrate (Prefix Sampling, both ways) observe() also keeps HANDICAPS, failed
+prefixes of mostly passing prompts, and takes head starts only from successful or verified-correct
+prefixes. Cut control (--rrl_cut_control; on with passrate) acts on single restart groups, not on
+mean pass rates: a mixed group leaves the cut alone, an all-fail group moves a head start's cut one
+step later (more of a correct solution given) and an all-pass group one step earlier; a handicap
+moves the other way round (a longer failed prefix is a harder start). Entries never restarted are
+retired after --rrl_untried_ttl steps.
 """
 
 from __future__ import annotations
 
-import time
-
 import logging
+import time
+from itertools import zip_longest
 
 from .buffer import RETIRE_REASONS, ReplayBuffer
+from .cuts import allowed_range, grid_cuts, handicap_cut, moved_cut
 from .errors import BufferFileError
 from .metrics import StepMetrics, is_informative
 from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
 from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
-from .scoring import make_scorer
+from .scoring import _as_list, load_step_checker, make_scorer
 from .trajectory import Trajectory
 
 # Two candidates of one prompt whose prefixes differ in length by at most this many tokens are
@@ -33,11 +42,18 @@ log = logging.getLogger(__name__)
 class RetrospectiveReplay:
     def __init__(self, config, step_checker=None, stop_token_ids=()):
         """config: an RRLConfig. step_checker(prompt_ids, response_ids, label) -> verified tokens (int) or
-        (tokens, steps); used to fill Trajectory.verified_tokens for the checker scorer when missing.
+        (tokens, steps); used to fill Trajectory.verified_tokens when missing (checker scorer, passrate
+        policy, cut control); None: the one in config.step_checker's file, if any.
         stop_token_ids: the tokenizer's EOS (and turn-end) ids; no retained prefix may contain one."""
         self.config = config
-        self.step_checker = step_checker
         c = config
+        if step_checker is None and getattr(c, "step_checker", None):
+            step_checker = load_step_checker(c.step_checker)
+        self.step_checker = step_checker
+        self.both_ways = c.policy == "passrate"  # head starts AND handicaps (Prefix Sampling)
+        self.cut_control = c.cut_control == "on" or (c.cut_control == "auto" and c.policy == "passrate")
+        # verified prefixes are needed by the checker scorer, passrate's head starts, and cut control
+        self._wants_verified = c.scorer == "checker" or self.both_ways or self.cut_control
         self.buffer = ReplayBuffer(capacity=c.buffer_capacity, per_prompt_capacity=c.per_prompt_capacity,
                                    temperature=c.temperature, restart_decay=c.restart_decay,
                                    retire_solved_rate=c.retire_solved_rate, retire_dead_after=c.retire_dead_after,
@@ -127,7 +143,18 @@ class RetrospectiveReplay:
             if rate < c.hard_threshold:
                 for t in group:
                     t = self._prepared(t, rate)
-                    candidates.extend((score, cut, t) for cut, score in self.scorer.scored(t))
+                    for cut, score in self.scorer.scored(t):
+                        # passrate: a head start is a successful or a verified-correct prefix
+                        if not self.both_ways or t.success or (t.verified_tokens is not None
+                                                               and cut <= t.verified_tokens):
+                            candidates.append((score, cut, t, False))
+            elif self.both_ways and rate > 1.0 - c.hard_threshold:
+                for t in group:
+                    if not t.success:
+                        t = self._prepared(t, rate)
+                        cut = self._handicap_cut(t)
+                        if cut is not None:
+                            candidates.append((rate, cut, t, True))
 
         restart_wins = restart_total = 0
         for plan, group in zip(plans, trajectories):
@@ -143,7 +170,20 @@ class RetrospectiveReplay:
             if any(wins) and key not in self.solved_prompts:
                 m.revived_prompts += 1
                 self.solved_prompts.add(key)
-            self.buffer.record_restart(plan.entry_key, [1.0 if w else 0.0 for w in wins], step, success_threshold=0.5)
+            all_pass = all(wins)
+            new_len = self._controlled_cut(plan.entry_key, all_pass) if c.enable and (
+                all_pass or not any(wins)) else None
+            self.buffer.record_restart(plan.entry_key, [1.0 if w else 0.0 for w in wins], step, success_threshold=0.5,
+                                       retire=new_len is None)
+            if new_len is not None:
+                old_len = len(self.buffer.get(plan.entry_key).prefix_ids)
+                # a cut solved n/n is refused if proposed again, like a retired solved entry
+                self.buffer.move_cut(plan.entry_key, new_len, step, remember_old="solved" if all_pass else None)
+                if new_len > old_len:
+                    m.cuts_moved_later += 1
+                else:
+                    m.cuts_moved_earlier += 1
+                continue
             if self.scorer.refresh_from_restarts:
                 entry = self.buffer.get(plan.entry_key)
                 if entry is not None:
@@ -151,6 +191,7 @@ class RetrospectiveReplay:
 
         m.candidates = len(candidates)
         if c.enable:
+            self.buffer.retire_untried(step, c.untried_ttl)
             m.admitted = self._admit(candidates, self.admit_limit(len(plans)), step)
 
         m.informative_fresh_groups = sum(fresh_info) / len(fresh_info) if fresh_info else 0.0
@@ -170,10 +211,10 @@ class RetrospectiveReplay:
     def _prepared(self, t: Trajectory, rate: float) -> Trajectory:
         """The trajectory with its group's success rate and, for the checker scorer, its verified
         prefix, filled in place (a copy per trajectory was a measurable share of the bookkeeping).
-        Only failed rollouts are checked: the checker scorer cuts nothing else."""
+        Only failed rollouts are checked: verified prefixes of successful ones are the whole response."""
         t.group_success_rate = rate
         if (t.verified_tokens is None and not t.success and self.step_checker is not None
-                and self.config.scorer == "checker"):
+                and self._wants_verified):
             out = self.step_checker(t.prompt_ids, t.response_ids, t.label)
             if isinstance(out, tuple):
                 t.verified_tokens, t.verified_steps = out
@@ -181,22 +222,63 @@ class RetrospectiveReplay:
                 t.verified_tokens = out
         return t
 
-    def _admit(self, candidates: list[tuple[float, int, Trajectory]], limit: int, step: int) -> int:
+    def _handicap_cut(self, t: Trajectory) -> int | None:
+        """Where the failed rollout `t` of a mostly passing prompt becomes a handicap (cuts.handicap_cut)."""
+        c = self.config
+        allowed = self.scorer.allowed_cuts(t)
+        grid = grid_cuts(_as_list(t.response_ids), allowed, c.boundary_tokens, c.cut_every)
+        return handicap_cut(grid, allowed, t.verified_tokens)
+
+    def _source_end(self, t: Trajectory, cut: int, handicap: bool) -> int:
+        """How far cut control may move this candidate's cut later: into correct tokens only for a head
+        start (all of a successful response, the verified part of a failed one, else nowhere), into the
+        rest of the failed response for a handicap; never past the scorer's length limits."""
+        allowed = self.scorer.allowed_cuts(t)
+        end = allowed[-1] if allowed else cut
+        if not handicap and not t.success:
+            end = min(end, t.verified_tokens) if t.verified_tokens is not None else cut
+        return max(cut, end)
+
+    def _controlled_cut(self, key: str | None, all_pass: bool) -> int | None:
+        """Cut control's new cut for entry `key` after an all-pass (or all-fail) restart group, or None when
+        it stays (control off, pinned or unknown entry, already at the end of its range, target refused)."""
+        entry = self.buffer.get(key) if self.cut_control and key is not None else None
+        if entry is None or entry.pinned:
+            return None
+        c = self.config
+        full = entry.prefix_ids + entry.source_ids
+        n = max(entry.source_len, len(full))
+        r = allowed_range(n, c.min_prefix_frac, c.max_prefix_frac, c.min_prefix_tokens, c.max_prefix_tokens or None)
+        later = all_pass == entry.handicap  # head start: later after all-fail; handicap: later after all-pass
+        new = moved_cut(full, len(entry.prefix_ids), later, r.start, min(r.stop - 1, len(full)),
+                        c.boundary_tokens, c.cut_every)
+        if new is None or self.buffer.move_target(key, new) is None:
+            return None
+        return new
+
+    def _admit(self, candidates: list[tuple[float, int, Trajectory, bool]], limit: int, step: int) -> int:
         """Best first; skip near-duplicate depths of one prompt; stop after `limit` new entries.
 
-        candidates are (score, cut, trajectory); a RetainedState is built only for those reached."""
+        candidates are (score, cut, trajectory, handicap); a RetainedState is built only for those reached.
+        Head starts and handicaps take turns (each best first), so neither kind crowds out the other."""
         if limit <= 0 or not candidates:
             return 0
-        order = sorted(range(len(candidates)), key=lambda i: (-candidates[i][0], i))
+        kinds = [sorted((i for i in range(len(candidates)) if candidates[i][3] == h),
+                        key=lambda i: (-candidates[i][0], i)) for h in (False, True)]
+        order = [i for pair in zip_longest(*kinds) for i in pair if i is not None]
         kept_lens: dict[str, list[int]] = {}
         admitted = 0
         for i in order:
-            score, cut, traj = candidates[i]
+            score, cut, traj, handicap = candidates[i]
             lens = kept_lens.setdefault(traj.prompt_key, [])
             if any(abs(cut - x) <= DEDUPE_TOKENS for x in lens):
                 continue
             lens.append(cut)
             s = self.scorer.state_at(traj, cut, score, step)
+            s.handicap = handicap
+            if self.cut_control:
+                end = self._source_end(traj, cut, handicap)
+                s.source_ids = tuple(int(x) for x in _as_list(traj.response_ids)[cut:end])
             was_there = s.key in self.buffer
             if self.buffer.add(s) and not was_there:
                 admitted += 1

@@ -12,6 +12,9 @@ picks its cuts among the allowed positions, so a limit never silently empties a 
   entropy  ExTra: cut before the most uncertain tokens; score = the entropy there.
   mc       like reward, but the score is replaced by the restart pass rate (Monte-Carlo refresh).
   file:x.py  score_func(prompt_ids, response_ids, reward, label, **kw) -> [(cut, score), ...].
+
+A step checker (--rrl_step_checker x.py: step_checker(prompt_ids, response_ids, label) -> verified tokens,
+or (tokens, steps)) is loaded the same way as a file scorer (load_step_checker).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 import os
 from typing import Protocol
 
-from .cuts import allowed_range, boundary_cuts, every_k_cuts, top_entropy_cuts, top_value_cuts
+from .cuts import allowed_range, grid_cuts, top_entropy_cuts, top_value_cuts
 from .errors import RRLConfigError
 from .state import RetainedState
 from .trajectory import Trajectory
@@ -156,12 +159,7 @@ class CriticScorer(BaseScorer):
 
 class RewardScorer(BaseScorer):
     def stride_or_boundary_cuts(self, traj, allowed):
-        cuts = []
-        if self.boundary_tokens:
-            cuts = [c for c in boundary_cuts(_as_list(traj.response_ids), self.boundary_tokens) if c in allowed]
-        if not cuts:
-            cuts = [c for c in every_k_cuts(len(traj.response_ids), max(1, self.cut_every)) if c in allowed]
-        return self._spread(cuts)
+        return self._spread(grid_cuts(_as_list(traj.response_ids), allowed, self.boundary_tokens, self.cut_every))
 
     def scored_cuts(self, traj, allowed):
         n = len(traj.response_ids)
@@ -201,17 +199,8 @@ class FileScorer(BaseScorer):
     def __init__(self, path: str, **opts):
         super().__init__(**opts)
         self.path = path
-        if not os.path.isfile(path):
-            raise RRLConfigError(f"--rrl_scorer: scorer file not found: {path}")
-        spec = importlib.util.spec_from_file_location("rrl_user_scorer", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:  # the user's file: report it on one line, naming the file
-            raise RRLConfigError(f"--rrl_scorer: cannot load {path}: {type(e).__name__}: {e}") from None
-        self.score_func = getattr(module, "score_func", None)
-        if not callable(self.score_func):
-            raise RRLConfigError(f"--rrl_scorer: {path} defines no score_func(prompt_ids, response_ids, reward, label, **kw)")
+        self.score_func = load_user_function(path, "score_func", "--rrl_scorer", "scorer file",
+                                             "score_func(prompt_ids, response_ids, reward, label, **kw)")
 
     def scored_cuts(self, traj, allowed):
         out = self.score_func(
@@ -220,6 +209,55 @@ class FileScorer(BaseScorer):
             entropies=_as_list(traj.entropies), verified_tokens=traj.verified_tokens,
             group_success_rate=traj.group_success_rate, prefix_len=traj.prefix_len, allowed_cuts=allowed)
         return [(int(c), float(s)) for c, s in (out or [])]
+
+
+def load_user_function(path: str, name: str, flag: str, what: str, signature: str):
+    """Function `name` from the user's Python file at `path`, loaded like an OpenRLHF reward file; a
+    missing or broken file or function is one RRLConfigError line naming `flag` and the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise RRLConfigError(f"{flag}: {what} not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"rrl_user_{name}", path)
+    if spec is None or spec.loader is None:
+        raise RRLConfigError(f"{flag}: cannot load {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: report it on one line, naming the file
+        raise RRLConfigError(f"{flag}: cannot load {path}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise RRLConfigError(f"{flag}: {path} defines no {signature}")
+    return fn
+
+
+class FileStepChecker:
+    """--rrl_step_checker file.py: step_checker(prompt_ids, response_ids, label) -> how many leading response
+    tokens are verified correct (an int), or (tokens, steps). None means "cannot tell" (no verified prefix)."""
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self.fn = load_user_function(self.path, "step_checker", "--rrl_step_checker", "step checker file",
+                                     "step_checker(prompt_ids, response_ids, label)")
+
+    def __call__(self, prompt_ids, response_ids, label):
+        out = self.fn(_as_list(prompt_ids), _as_list(response_ids), label)
+        if out is None or _is_count(out):
+            return out
+        if isinstance(out, tuple) and len(out) == 2 and (out[0] is None or _is_count(out[0])) and (
+                out[1] is None or _is_count(out[1])):
+            return out
+        raise RRLConfigError(f"--rrl_step_checker: {self.path}: step_checker returned {out!r:.60}; expected "
+                             f"verified tokens (an int >= 0), (tokens, steps) or None")
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def load_step_checker(path: str) -> FileStepChecker:
+    """The step checker of --rrl_step_checker, ready to call; RRLConfigError naming the flag when unusable."""
+    return FileStepChecker(path)
 
 
 _SCORERS = {"critic": CriticScorer, "reward": RewardScorer, "checker": CheckerScorer,

@@ -3,7 +3,10 @@
 An entry carries everything a selection policy needs so that RRL (promise), pass-rate targeting
 (Prefix Sampling), uncertainty (Pros), PrefixRL and failure prefixes are all small policies over
 the same buffer: its restart outcomes (a Beta posterior comes for free), where it was cut, and the
-critic value / token entropy at the cut when known.
+critic value / token entropy at the cut when known. For cut control (the passrate policy) it also
+keeps the source response's tokens beyond the cut that the cut may move into (source_ids), whether
+it is a handicap (a failed prefix for a mostly passing prompt), and how many of its restart groups
+came back mixed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class RetainedState:
     verified_steps: int | None = None  # steps a checker verified in the prefix
     pinned: bool = False  # a reviewer wants it kept: evicted last, never auto-retired
     banned: bool = False  # a reviewer rejected it: never sampled, never re-admitted
+    # additions go here, each with a default: positional construction and old buffer files keep working
+    source_ids: tuple = ()  # source response tokens beyond the prefix that cut control may move the cut into
+    handicap: bool = False  # a failed prefix that makes a mostly passing prompt harder (passrate policy)
+    mixed_groups: int = 0  # restart groups from this cut with mixed outcomes (the informative ones)
     key: str = field(init=False, default="")
 
     def __post_init__(self):
@@ -59,6 +66,8 @@ class RetainedState:
             self.prefix_ids = tuple(self.prefix_ids)
         if self.prefix_logprobs is not None and type(self.prefix_logprobs) is not tuple:
             self.prefix_logprobs = tuple(self.prefix_logprobs)
+        if type(self.source_ids) is not tuple:
+            self.source_ids = tuple(self.source_ids)
         self.key = state_key(self.prompt_ids, self.prefix_ids)
 
     @property
@@ -75,10 +84,19 @@ class RetainedState:
         a, b = self.posterior()
         return a / (a + b)
 
+    @property
+    def informative_rate(self) -> float:
+        """Estimated chance that a restart group from this cut comes back MIXED (some pass, some fail):
+        (mixed + 1) / (groups + 2), 0.5 when untried. Counted per group, not from the pass rate: a policy
+        that errs the same way every time gives 0/8 and 8/8 groups whose mean is 0.5 and whose gradient is 0."""
+        return (self.mixed_groups + 1) / (self.restarts + 2)
+
     def to_json(self) -> dict:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name in _OMIT_AT_DEFAULT and v == _OMIT_AT_DEFAULT[f.name]:
+                continue  # so a file without these features stays readable by older versions
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -171,4 +189,10 @@ _SCHEMA = [
     ("verified_steps", "int?", False),
     ("pinned", "bool", False),
     ("banned", "bool", False),
+    ("source_ids", "ids", False),
+    ("handicap", "bool", False),
+    ("mixed_groups", "int", False),
 ]
+
+# Fields added after the first release: written only when set, and optional when read.
+_OMIT_AT_DEFAULT = {"source_ids": (), "handicap": False, "mixed_groups": 0}

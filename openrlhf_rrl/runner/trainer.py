@@ -173,7 +173,9 @@ class Trainer:
         prefix_ids = [list(p.prefix_ids) for p in rows]
         temps = [self.row_temperature(p, it) for p, it in zip(rows, row_items)]
         self.policy.eval()
-        roll = sample(self.policy, prompt_ids, prefix_ids, cfg.max_new_tokens, temps,
+        # the length budget counts the prefix: a restart may add only what a fresh rollout could
+        budgets = [max(1, cfg.max_new_tokens - len(p)) for p in prefix_ids]
+        roll = sample(self.policy, prompt_ids, prefix_ids, budgets, temps,
                       eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
         continuations = roll.continuations()
         responses = roll.responses()  # restart prefix + continuation

@@ -33,7 +33,8 @@ VALUES = {
     "max_prefix_tokens": ("512", 512), "cut_every": ("16", 16), "boundary_tokens": ("13,198", (13, 198)),
     "admit_per_step": ("7", 7), "max_restarts_per_prompt": ("2", 2), "retire_solved_rate": ("0.9", 0.9),
     "retire_dead_after": ("32", 32), "restart_temperature": ("1.2", 1.2), "buffer_path": ("/tmp/b.jsonl", "/tmp/b.jsonl"),
-    "seed": ("9", 9),
+    "seed": ("9", 9), "cut_control": ("on", "on"), "untried_ttl": ("20", 20),
+    "step_checker": (__file__, __file__),  # any existing file parses; it is loaded by RetrospectiveReplay
 }
 FLAGS = {"enable", "train_prefix"}
 
@@ -84,11 +85,25 @@ def test_replay_share_accepts_auto():
     (["--rrl_admit_per_step", "-2"], "--rrl_admit_per_step: expected an integer >= -1, got -2"),
     (["--rrl_hard_threshold", "nan"], "--rrl_hard_threshold: expected a number in [0, 1], got nan"),
     (["--rrl_restart_temperature", "-1"], "--rrl_restart_temperature: expected a number > 0 or none, got -1"),
+    (["--rrl.policy", "Passrate"], "--rrl_policy: expected one of promise, passrate, uncertainty, got Passrate"),
+    (["--rrl_cut_control", "maybe"], "--rrl_cut_control: expected one of auto, on, off, got maybe"),
+    (["--rrl.cut_control", "1"], "--rrl_cut_control: expected one of auto, on, off, got 1"),
+    (["--rrl_untried_ttl", "-1"], "--rrl_untried_ttl: expected an integer >= 0, got -1"),
+    (["--rrl.untried_ttl", "5.5"], "--rrl_untried_ttl: expected an integer >= 0, got 5.5"),
+    (["--rrl_step_checker", "/no/such/check.py"], "--rrl_step_checker: step checker file not found: /no/such/check.py"),
+    (["--rrl.step_checker", "/no/such/check.py"], "--rrl_step_checker: step checker file not found: /no/such/check.py"),
 ])
 def test_bad_values_give_one_line_errors_naming_the_flag(argv, message):
     with pytest.raises(RRLConfigError) as err:
         cfg(*argv)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_new_options_default_to_auto_cut_control_a_50_step_ttl_and_no_checker():
+    c = cfg()
+    assert (c.cut_control, c.untried_ttl, c.step_checker) == ("auto", 50, None)
+    assert cfg("--rrl_step_checker", "none").step_checker is None
+    assert cfg("--rrl.untried_ttl", "0").untried_ttl == 0
 
 
 def test_help_states_every_default():

@@ -1,7 +1,7 @@
 import pytest
 
-from openrlhf_rrl.core.cuts import (boundary_cuts, checker_cut, clip_cuts, every_k_cuts, top_entropy_cuts,
-                                    top_value_cuts)
+from openrlhf_rrl.core.cuts import (boundary_cuts, checker_cut, clip_cuts, every_k_cuts, grid_cuts, handicap_cut,
+                                    moved_cut, top_entropy_cuts, top_value_cuts)
 
 
 def test_boundary_cuts_fall_right_after_boundary_tokens():
@@ -54,3 +54,39 @@ def test_clip_cuts_drops_cuts_at_or_after_eos():
     # response of 10 tokens whose EOS is at index 6 (then padding): a prefix must end before it
     assert clip_cuts(range(11), 10, eos_pos=6) == [1, 2, 3, 4, 5]
     assert clip_cuts(range(11), 10, eos_pos=9) == list(range(1, 9))
+
+
+# ------------------------------------------------------------------ passrate: handicaps and cut control
+def test_grid_cuts_use_boundaries_inside_the_range_else_the_stride():
+    resp = [5, 9, 6, 7, 9, 8, 13, 4, 4, 4]
+    assert grid_cuts(resp, range(1, 9), {9}) == [2, 5]
+    assert grid_cuts(resp, range(3, 9), {9}) == [5]
+    assert grid_cuts(resp, range(6, 9), {9}, stride=3) == [6]  # no boundary in range: stride
+    assert grid_cuts(resp, range(1, 9), (), stride=4) == [4, 8]
+
+
+def test_handicap_cut_keeps_the_first_unverified_step_else_the_middle():
+    allowed = range(1, 20)
+    grid = [4, 8, 12, 16]
+    assert handicap_cut(grid, allowed, verified_tokens=9) == 12  # the prefix holds the wrong step
+    assert handicap_cut(grid, allowed, verified_tokens=17) == 19  # no grid cut after it: the end
+    assert handicap_cut(grid, allowed, verified_tokens=19) is None  # all of the range is verified
+    assert handicap_cut(grid, allowed) == 8  # no checker: the middle of the grid
+    assert handicap_cut([], range(3, 8)) == 5
+    assert handicap_cut(grid, range(0)) is None
+
+
+def test_moved_cut_steps_by_boundaries_or_stride_and_stops_at_the_ends():
+    full = [1, 9, 1, 1, 9, 1, 1, 1, 9, 1, 1, 1]  # boundary 9: cuts after it at 2, 5, 9
+    assert moved_cut(full, 5, True, 1, 11, {9}) == 9
+    assert moved_cut(full, 9, True, 1, 11, {9}) == 11  # past the last boundary: the end of the range
+    assert moved_cut(full, 11, True, 1, 11, {9}) is None
+    assert moved_cut(full, 5, False, 1, 11, {9}) == 2
+    assert moved_cut(full, 2, False, 1, 11, {9}) == 1  # before the first boundary: the start
+    assert moved_cut(full, 1, False, 1, 11, {9}) is None
+    assert moved_cut(full, 5, True, 3, 8, {9}) == 8  # boundary 9 is out of range
+    # no boundaries: the stride, clipped into [lo, hi]
+    assert moved_cut(full, 4, True, 2, 10, (), stride=3) == 7
+    assert moved_cut(full, 9, True, 2, 10, (), stride=3) == 10
+    assert moved_cut(full, 4, False, 2, 10, (), stride=3) == 2
+    assert moved_cut(full, 4, True, 5, 4, ()) is None  # empty range

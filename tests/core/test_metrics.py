@@ -3,15 +3,16 @@ from openrlhf_rrl.core.metrics import StepMetrics, is_informative
 
 KEYS = {"rrl/buffer_size", "rrl/replay_share", "rrl/target_share", "rrl/restart_groups", "rrl/restart_success",
         "rrl/revived_prompts", "rrl/new_tokens_saved", "rrl/overhead_s", "rrl/informative_restart_groups",
-        "rrl/informative_fresh_groups", "rrl/untried", "rrl/candidates", "rrl/admitted"} | {
-        f"rrl/retired_{r}" for r in ("solved", "dead", "prompt_solved", "evicted", "banned", "stale")}
+        "rrl/informative_fresh_groups", "rrl/untried", "rrl/candidates", "rrl/admitted", "rrl/cuts_moved_later",
+        "rrl/cuts_moved_earlier"} | {
+        f"rrl/retired_{r}" for r in ("solved", "dead", "prompt_solved", "evicted", "banned", "stale", "untried")}
 
 
 def test_metric_keys():
     d = StepMetrics().to_dict()
     assert set(d) == KEYS
     assert all(isinstance(v, (int, float)) for v in d.values())
-    assert set(RETIRE_REASONS) == {"solved", "dead", "prompt_solved", "evicted", "banned", "stale"}
+    assert set(RETIRE_REASONS) == {"solved", "dead", "prompt_solved", "evicted", "banned", "stale", "untried"}
 
 
 def test_values_pass_through():

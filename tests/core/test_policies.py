@@ -71,3 +71,31 @@ def test_policies_never_return_banned_or_more_than_k(make_state):
         got = make_policy(name).select(buf, 5, random.Random(0), {})
         assert len(got) == 5 and len({s.key for s in got}) == 5 and banned not in {s.key for s in got}
         assert len(make_policy(name).select(buf, 50, random.Random(0), {})) == 7
+
+
+def test_passrate_goes_both_ways_head_starts_below_the_target_handicaps_above(make_state):
+    buf = ReplayBuffer()
+    head = make_state("hard", (1,), 0.0)
+    hand = make_state("easy", (2,), 0.0, handicap=True)
+    wrong_way = [make_state("hard", (3,), 0.0, handicap=True), make_state("easy", (4,), 0.0)]
+    for s in [head, hand] + wrong_way:
+        buf.add(s)
+    pol = PassRatePolicy(target=0.5)
+    rates = {"hard": 0.125, "easy": 0.875}
+    got = pol.select(buf, 10, random.Random(0), rates)
+    assert {s.key for s in got} == {head.key, hand.key}
+    # at the target a prompt needs neither; an unknown rate leaves every entry eligible
+    assert pol.select(buf, 10, random.Random(0), {"hard": 0.5, "easy": 0.5}) == []
+    assert len(pol.select(buf, 10, random.Random(0), {})) == 4
+
+
+def test_passrate_prefers_entries_whose_groups_came_back_mixed_over_a_mean_near_the_target(make_state):
+    buf = ReplayBuffer()
+    # same pass rate 0.5 (8 of 16), but one entry's groups were 0/8 and 8/8, the other's 4/8 twice
+    blocky = make_state("p0", (1,), 0.0, restarts=2, continuations=16, successes=8, mixed_groups=0)
+    mixed = make_state("p1", (1,), 0.0, restarts=2, continuations=16, successes=6, mixed_groups=2)  # mean 7/18
+    untried = make_state("p2", (1,), 0.0)
+    for s in (blocky, mixed, untried):
+        buf.add(s)
+    got = PassRatePolicy().select(buf, 3, random.Random(0), {})
+    assert [s.prompt_key for s in got] == ["p1", "p2", "p0"]

@@ -58,3 +58,17 @@ def test_from_json_recomputes_the_key():
     d = RetainedState("p", (1,), (2,)).to_json()
     d["key"] = "forged"
     assert RetainedState.from_json(d).key == state_key((1,), (2,))
+
+
+def test_fields_added_later_round_trip_are_omitted_at_their_defaults_and_optional_when_read():
+    s = RetainedState("p", (1,), (2, 3), source_ids=[4, 5], handicap=True, mixed_groups=3)
+    assert s.source_ids == (4, 5) and s.key == RetainedState("p", (1,), (2, 3)).key  # the key ignores the source
+    d = json.loads(json.dumps(s.to_json()))
+    assert RetainedState.from_json(d) == s
+    plain = RetainedState("p", (1,), (2,)).to_json()
+    assert not {"source_ids", "handicap", "mixed_groups"} & set(plain)  # older readers still take it
+    for field, value in (("source_ids", [1, "x"]), ("handicap", "yes"), ("mixed_groups", 1.5)):
+        d = RetainedState("p", (1,), (2,)).to_json()
+        d[field] = value
+        with pytest.raises(ValueError, match=f"^{field}: expected"):
+            RetainedState.from_json(d)

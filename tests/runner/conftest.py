@@ -39,7 +39,12 @@ def chain_task():
 @pytest.fixture(scope="session")
 def warm_tiny(chain_task):
     model = tiny_qwen2(chain_task.tokenizer, seed=0)
-    supervised_steps(model, chain_task, steps=60, batch_size=32, lr=5e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch 32 gains nothing from more, and a busy machine loses a lot
+    try:
+        supervised_steps(model, chain_task, steps=60, batch_size=32, lr=5e-3)
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     return model
 

@@ -205,3 +205,17 @@ def test_restart_rows_do_not_enlarge_the_update():
     plain = grad(restart_mask, adv, loss_denominator(restart_mask, prefixes, "trained", False))
     assert torch.allclose(plain, restart * 40 / 28)
     assert loss_denominator(restart_mask, prefixes, "response", True) == 28.0  # --rrl_train_prefix: prefix is trained
+
+
+def test_length_budget_counts_the_prefix(task, tmp_path, monkeypatch):
+    trainer = make_trainer(task, tmp_path, rrl=eager_rrl(), steps=3)
+    seen = []
+    update = trainer.update
+    monkeypatch.setattr(trainer, "update", lambda b, r, roll, g: seen.append(roll) or update(b, r, roll, g))
+    trainer.run(resume=False)
+    prefixed = 0
+    for roll in seen:
+        for i, prefix in enumerate(roll.prefix_ids):
+            assert len(prefix) + len(roll.continuation(i)) <= trainer.cfg.max_new_tokens
+            prefixed += bool(prefix)
+    assert prefixed > 0
