@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: small states and trajectories, a disk that fills up, a file snapshot."""
+"""Fixtures for the fault tests: a disk that fills up, a file snapshot (states: tests/conftest.py)."""
 
 import builtins
 import errno
@@ -6,28 +6,6 @@ import os
 
 import pytest
 
-from openrlhf_rrl.core.state import RetainedState
-from openrlhf_rrl.core.trajectory import Trajectory
-
-
-def _state(prompt="p0", prefix=(5,), score=0.0, **kw):
-    pid = kw.pop("prompt_ids", (100 + sum(map(ord, prompt)), len(prompt)))
-    return RetainedState(prompt_key=prompt, prompt_ids=tuple(pid), prefix_ids=tuple(prefix), score=score, **kw)
-
-
-def _traj(prompt="p0", response=tuple(range(10, 30)), reward=0.0, success=False, **kw):
-    kw.setdefault("prompt_ids", (1, 2, 3))
-    return Trajectory(prompt_key=prompt, response_ids=tuple(response), reward=reward, success=success, **kw)
-
-
-@pytest.fixture
-def make_state():
-    return _state
-
-
-@pytest.fixture
-def make_traj():
-    return _traj
 
 
 class _FullFile:
