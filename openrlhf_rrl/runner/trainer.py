@@ -12,6 +12,7 @@ resumed from its last checkpoint produces the same curve as an uninterrupted one
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -110,9 +111,7 @@ class Trainer:
         self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic is not None else None
         self.ref = None
-        if cfg.kl_coef > 0:
-            import copy
-
+        if cfg.kl_coef > 0:  # a frozen copy of the warm model is the KL reference
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
         self.policy_loss = orl.PolicyLoss(
             clip_eps_low=cfg.eps_clip, clip_eps_high=cfg.eps_clip,
@@ -146,7 +145,6 @@ class Trainer:
             return self._items[key]
         text = key.split(":", 1)[1] if key else ""
         return PromptItem(key=key or "", text=text, label=label, length=0, hard=False)
-
 
     def row_temperature(self, plan: GroupPlan, item: PromptItem) -> float:
         if plan.is_restart:

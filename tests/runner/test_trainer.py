@@ -219,3 +219,32 @@ def test_length_budget_counts_the_prefix(task, tmp_path, monkeypatch):
             assert len(prefix) + len(roll.continuation(i)) <= trainer.cfg.max_new_tokens
             prefixed += bool(prefix)
     assert prefixed > 0
+
+
+def test_kl_to_the_warm_model_grows_after_updates(task, tmp_path, monkeypatch):
+    trainer = make_trainer(task, tmp_path, rrl=RRLConfig(), steps=3, kl_coef=0.05)
+    # an untrained model earns 0 everywhere (no update at all): give the rows some reward to learn from
+    gen = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(task, "score", lambda items, responses: torch.rand(len(items), generator=gen))
+    trainer.run(resume=False)
+    kl = [r["kl"] for r in read_rows(trainer.out_path) if r["kind"] == "train"]
+    assert kl[0] == pytest.approx(0.0, abs=1e-6)  # the first rollout comes from the reference itself
+    assert abs(kl[-1]) > 1e-6
+
+
+def test_is_correction_weights_hot_rows(task, tmp_path, monkeypatch):
+    """Rows sampled at temperature 2 reach PolicyLoss with their sampling log-probs as the rollout
+    log-probs; with the correction off they are not passed at all."""
+    calls = []
+    for flag in (True, False):
+        trainer = make_trainer(task, tmp_path, name=f"is{flag}", rrl=eager_rrl(restart_temperature=2.0), steps=2,
+                               is_correction=flag)
+        original = trainer.policy_loss.forward
+        monkeypatch.setattr(trainer.policy_loss, "forward",
+                            lambda *a, _o=original, _f=flag, **kw: calls.append((_f, kw.get("rollout_log_probs"), a[1]))
+                            or _o(*a, **kw))
+        trainer.run(resume=False)
+    with_is = [(rl, old) for f, rl, old in calls if f]
+    assert all(rl is not None for rl, _ in with_is)
+    assert any(not torch.allclose(rl, old) for rl, old in with_is)  # hot rows differ from the policy's log-probs
+    assert all(rl is None for f, rl, _ in calls if not f)
