@@ -13,7 +13,7 @@ demo() { python3 -m openrlhf_rrl.runner.cli "${common[@]}" "$@"; }
 t0=$(date +%s)
 demo --arms baseline,rrl --workers 10 --rrl_restart_temperature none --out "$runs/AB" > "$out/AB.log" 2>&1 &
 first=$!
-while [ "$(ls "$RRL_CACHE_DIR/warmup" 2>/dev/null | wc -l)" -lt "$seeds" ] && kill -0 "$first" 2>/dev/null; do sleep 2; done
+while [ "$(find "$RRL_CACHE_DIR/warmup" -name "*.pt" 2>/dev/null | wc -l)" -lt "$seeds" ] && kill -0 "$first" 2>/dev/null; do sleep 2; done
 demo --arms rrl --workers 5 --rrl_restart_temperature 2 --rollout.is_correction --out "$runs/T2IS" > "$out/T2IS.log" 2>&1 &
 demo --arms rrl --workers 5 --rrl_restart_temperature 2 --out "$runs/T2" > "$out/T2.log" 2>&1 &
 demo --arms baseline --workers 5 --rollout.hard_temperature 2 --out "$runs/BHT2" > "$out/BHT2.log" 2>&1 &

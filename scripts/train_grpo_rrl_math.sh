@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Critic-free RL on math with Retrospective Replay: GRPO (group_norm), REINFORCE++-baseline
+# (reinforce_baseline) or REINFORCE++ (reinforce), chosen by ESTIMATOR, with the rule-based reward
+# function scripts/reward_math.py (1 when the boxed or last number equals the label, else 0).
+# Hybrid engine on one node: actor, reference model and vLLM engines colocated, sleeping in turn.
+#
+# Runs:   python3 -m openrlhf_rrl.cli.train_ppo_ray <OpenRLHF flags> \
+#            --algo.advantage.estimator $ESTIMATOR --reward.remote_url .../reward_math.py --rrl_enable ...
+#         (or, with RAY_JOB_ADDRESS set, the same through `ray job submit` to a running Ray cluster)
+#
+# Edit:   the paths and sizes at the top (or set them in the environment, e.g.
+#         ESTIMATOR=reinforce_baseline MODEL_PATH=/models/my-sft bash scripts/train_grpo_rrl_math.sh);
+#         RRL_ARGS for how much and when to replay (docs/tuning.md). Extra arguments are appended
+#         to the launcher's flags, and the last value of a flag wins.
+#         Without a critic, --rrl_scorer is reward (cuts along failed responses, scored by the group's
+#         rewards) or mc (Monte-Carlo: costs extra rollouts); critic needs scripts/train_ppo_rrl_single_node.sh.
+#
+# Check:  bash scripts/train_grpo_rrl_math.sh --dry-run
+#         prints the composed command (one flag per line, shell-quoted) and starts nothing.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ---- what to edit -------------------------------------------------------------------------
+ESTIMATOR=${ESTIMATOR:-group_norm}                         # group_norm | reinforce_baseline | reinforce
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-Math-7B-Instruct}
+DATASET_PATH=${DATASET_PATH:-zhuzilin/dapo-math-17k}       # prompts with an answer label
+INPUT_KEY=${INPUT_KEY:-prompt}
+LABEL_KEY=${LABEL_KEY:-label}
+# absolute: Ray actors load it, on any node and from any working directory
+REWARD_FUNC=${REWARD_FUNC:-$SCRIPT_DIR/reward_math.py}
+SAVE_PATH=${SAVE_PATH:-$PWD/exp/$ESTIMATOR-rrl-math}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+VLLM_TP=${VLLM_TP:-2}                                       # tensor parallel size of one vLLM engine
+N_SAMPLES=${N_SAMPLES:-8}                                   # group size: samples per prompt
+RRL_SCORER=${RRL_SCORER:-reward}                            # reward | mc
+RRL_REPLAY_SHARE=${RRL_REPLAY_SHARE:-0.25}
+PYTHON=${PYTHON:-python3}
+RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.0.1:8265; empty: run here
+# -------------------------------------------------------------------------------------------
+
+DRY_RUN=0
+EXTRA_ARGS=()
+for arg in "$@"; do
+   case $arg in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help) sed -n '2,/^set -euo/{s/^# //p;s/^#$//p}' "$0"; exit 0 ;;
+      *) EXTRA_ARGS+=("$arg") ;;
+   esac
+done
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
+VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))   # hybrid engine: the engines cover exactly the actor's GPUs
+
+# KL as OpenRLHF's examples pair it with each estimator
+case $ESTIMATOR in
+   group_norm) KL_ARGS=(--algo.kl.use_loss --algo.kl.estimator k3 --algo.kl.init_coef 1e-3) ;;
+   reinforce_baseline) KL_ARGS=(--algo.kl.use_loss --algo.kl.estimator k2 --algo.kl.init_coef 1e-5) ;;
+   reinforce) KL_ARGS=(--algo.kl.estimator k1 --algo.kl.init_coef 1e-2) ;;  # KL in the reward
+   *) die "ESTIMATOR=$ESTIMATOR: use group_norm, reinforce_baseline or reinforce" ;;
+esac
+
+RESOURCE_ARGS=(
+   --actor.num_nodes 1
+   --actor.num_gpus_per_node "$GPUS_PER_NODE"
+   --ref.num_nodes 1
+   --ref.num_gpus_per_node "$GPUS_PER_NODE"
+   --vllm.num_engines "$VLLM_ENGINES"
+   --vllm.tensor_parallel_size "$VLLM_TP"
+   --vllm.gpu_memory_utilization 0.6
+   --train.colocate_all
+   --vllm.enable_sleep
+   --ds.enable_sleep
+   --vllm.sync_backend nccl
+   --vllm.enforce_eager
+)
+
+MODEL_ARGS=(
+   --actor.model_name_or_path "$MODEL_PATH"
+   --reward.remote_url "$REWARD_FUNC"
+   --ds.zero_stage 3
+   --ds.param_dtype bf16
+   --actor.gradient_checkpointing_enable
+   --ds.packing_samples
+)
+
+DATA_ARGS=(
+   --data.prompt_dataset "$DATASET_PATH"
+   --data.input_key "$INPUT_KEY"
+   --data.label_key "$LABEL_KEY"
+   --data.apply_chat_template
+   --data.max_len 5120
+   --data.max_samples 128000
+   --rollout.max_new_tokens 4096        # counts the replayed prefix too
+   --rollout.batch_size 128
+   --rollout.n_samples_per_prompt "$N_SAMPLES"
+   --rollout.micro_batch_size 16
+   --rollout.temperature 1.0
+)
+
+TRAIN_ARGS=(
+   --algo.advantage.estimator "$ESTIMATOR"
+   "${KL_ARGS[@]}"
+   --actor.adam.lr 1e-6
+   --actor.entropy_coef 0.0
+   --train.batch_size 256
+   --train.micro_batch_size 4
+   --train.max_epochs 1
+   --train.num_episodes 1
+   --train.seed 42
+   # with --rrl_train_prefix (RRL_ARGS) also set:
+   # --algo.advantage.is_correction_level token
+)
+
+RRL_ARGS=(
+   --rrl_enable
+   --rrl_scorer "$RRL_SCORER"
+   --rrl_replay_share "$RRL_REPLAY_SHARE"  # share of each batch's prompt slots restarted from the buffer
+   --rrl_start_step 5                   # collect candidates first; restart once the policy has improved
+   --rrl_hard_threshold 0.5             # prompts whose fresh group passes less often give candidates
+   --rrl_success_threshold 0.5          # reward_math.py gives 1 or 0
+   --rrl_cut_every 128                  # tokens between candidate cuts; well below the response length
+   --rrl_max_prefix_frac 0.8            # leave the restart real work to do
+   --rrl_buffer_path "$SAVE_PATH/rrl_buffer.jsonl"  # resume it, review it with rrl-inspect
+   # cut after whole reasoning steps: the newline token id(s) of your tokenizer, e.g.
+   # --rrl_boundary_tokens 198
+)
+
+CKPT_ARGS=(
+   --ckpt.output_dir "$SAVE_PATH"
+   --ckpt.path "$SAVE_PATH/ckpt"        # the RRL buffer is saved with every checkpoint here
+   --ckpt.save_steps 10
+   --ckpt.max_num 3
+   --ckpt.save_hf
+   --ckpt.load_enable
+)
+
+LOG_ARGS=(
+   --logger.logging_steps 1
+   --logger.tensorboard_dir "$SAVE_PATH/runs"
+   --eval.steps -1
+)
+
+LAUNCH=()
+if [[ -n $RAY_JOB_ADDRESS ]]; then
+   LAUNCH=(ray job submit --address="$RAY_JOB_ADDRESS" --)
+fi
+CMD=(
+   "${LAUNCH[@]}" "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray
+   "${RESOURCE_ARGS[@]}" "${MODEL_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAIN_ARGS[@]}"
+   "${RRL_ARGS[@]}" "${CKPT_ARGS[@]}" "${LOG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+)
+
+# QUOTED=the word, quoted for the shell only when it needs it.
+quote_word() {
+   local safe='^[A-Za-z0-9_./:=,+@%-]+$'
+   if [[ $1 =~ $safe ]]; then QUOTED=$1; else QUOTED="'${1//\'/\'\\\'\'}'"; fi
+}
+
+# The command as one shell command: a line per flag with its values, continued with backslashes.
+print_command() {
+   local word line=''
+   for word in "$@"; do
+      if [[ $word == --* && -n $line ]]; then
+         printf '%s \\\n' "$line"
+         line='   '
+      elif [[ -n $line ]]; then
+         line+=' '
+      fi
+      quote_word "$word"
+      line+=$QUOTED
+   done
+   printf '%s\n' "$line"
+}
+
+if (( DRY_RUN )); then
+   echo "# dry run: the command below is not run"
+   print_command "${CMD[@]}"
+   exit 0
+fi
+
+mkdir -p "$SAVE_PATH"
+print_command "${CMD[@]}"
+exec "${CMD[@]}"

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Single-node PPO (GAE, with a critic) plus Retrospective Replay, in OpenRLHF's hybrid engine:
+# actor, critic, reference model and vLLM engines share the node's GPUs and sleep in turn
+# (--train.colocate_all, --vllm.enable_sleep, --ds.enable_sleep). Reward: the rule-based math
+# reward in scripts/reward_math.py (1 for the label's answer, else 0).
+#
+# Runs:   python3 -m openrlhf_rrl.cli.train_ppo_ray <OpenRLHF flags> --rrl_enable --rrl_scorer critic ...
+#         (or, with RAY_JOB_ADDRESS set, the same through `ray job submit` to a running Ray cluster)
+#
+# Edit:   the paths and sizes at the top (or set them in the environment, e.g.
+#         MODEL_PATH=/models/my-sft GPUS_PER_NODE=4 bash scripts/train_ppo_rrl_single_node.sh);
+#         RRL_ARGS for how much and when to replay (docs/tuning.md). Extra arguments are appended
+#         to the launcher's flags, and the last value of a flag wins:
+#         bash scripts/train_ppo_rrl_single_node.sh --rrl_replay_share 0.4
+#
+# Check:  bash scripts/train_ppo_rrl_single_node.sh --dry-run
+#         prints the composed command (one flag per line, shell-quoted) and starts nothing.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ---- what to edit -------------------------------------------------------------------------
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-Math-1.5B-Instruct}  # actor (an SFT / instruct model)
+CRITIC_PATH=${CRITIC_PATH:-$MODEL_PATH}                    # critic init; OpenRLHF adds the value head
+DATASET_PATH=${DATASET_PATH:-zhuzilin/dapo-math-17k}       # prompts with an answer label
+INPUT_KEY=${INPUT_KEY:-prompt}
+LABEL_KEY=${LABEL_KEY:-label}
+# absolute: Ray actors load it, on any node and from any working directory
+REWARD_FUNC=${REWARD_FUNC:-$SCRIPT_DIR/reward_math.py}
+SAVE_PATH=${SAVE_PATH:-$PWD/exp/ppo-rrl-single-node}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+VLLM_TP=${VLLM_TP:-2}                                       # tensor parallel size of one vLLM engine
+RRL_REPLAY_SHARE=${RRL_REPLAY_SHARE:-0.25}
+PYTHON=${PYTHON:-python3}
+RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.0.1:8265; empty: run here
+# -------------------------------------------------------------------------------------------
+
+DRY_RUN=0
+EXTRA_ARGS=()
+for arg in "$@"; do
+   case $arg in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help) sed -n '2,/^set -euo/{s/^# //p;s/^#$//p}' "$0"; exit 0 ;;
+      *) EXTRA_ARGS+=("$arg") ;;
+   esac
+done
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
+# hybrid engine: the vLLM engines cover exactly the actor's GPUs
+VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))
+
+RESOURCE_ARGS=(
+   --actor.num_nodes 1
+   --actor.num_gpus_per_node "$GPUS_PER_NODE"
+   --critic.num_nodes 1
+   --critic.num_gpus_per_node "$GPUS_PER_NODE"
+   --ref.num_nodes 1
+   --ref.num_gpus_per_node "$GPUS_PER_NODE"
+   --vllm.num_engines "$VLLM_ENGINES"
+   --vllm.tensor_parallel_size "$VLLM_TP"
+   --vllm.gpu_memory_utilization 0.5
+   --train.colocate_all
+   --vllm.enable_sleep
+   --ds.enable_sleep
+   --vllm.sync_backend nccl
+   --vllm.enforce_eager
+)
+
+MODEL_ARGS=(
+   --actor.model_name_or_path "$MODEL_PATH"
+   --critic.model_name_or_path "$CRITIC_PATH"
+   --reward.remote_url "$REWARD_FUNC"
+   --ds.zero_stage 3
+   --ds.param_dtype bf16
+   --actor.gradient_checkpointing_enable
+   --ds.packing_samples
+)
+
+DATA_ARGS=(
+   --data.prompt_dataset "$DATASET_PATH"
+   --data.input_key "$INPUT_KEY"
+   --data.label_key "$LABEL_KEY"
+   --data.apply_chat_template
+   --data.max_len 4096
+   --data.max_samples 100000
+   --rollout.max_new_tokens 3072
+   --rollout.batch_size 128
+   --rollout.n_samples_per_prompt 4      # a group per prompt: its pass rate says which prompts are hard
+   --rollout.micro_batch_size 8
+   --rollout.temperature 1.0
+)
+
+TRAIN_ARGS=(
+   --algo.advantage.estimator gae
+   --algo.kl.init_coef 0.001
+   --actor.adam.lr 5e-7
+   --critic.adam.lr 9e-6
+   --train.batch_size 128
+   --train.micro_batch_size 4
+   --train.max_epochs 1
+   --train.num_episodes 1
+   --train.seed 42
+   # with --rrl_train_prefix (RRL_ARGS) also set:
+   # --algo.advantage.is_correction_level token
+)
+
+RRL_ARGS=(
+   --rrl_enable
+   --rrl_scorer critic                  # cut points and scores from the critic's values (GAE runs only)
+   --rrl_replay_share "$RRL_REPLAY_SHARE"  # share of each batch's prompt slots restarted from the buffer
+   --rrl_share_schedule linear
+   --rrl_start_step 10                  # collect candidates first; restart once the policy has improved
+   --rrl_warmup_steps 20                # ramp the share up over these steps
+   --rrl_success_threshold 0.5          # reward_math.py gives 1 or 0
+   --rrl_cut_every 64                   # tokens between candidate cuts; well below the response length
+   --rrl_buffer_capacity 4096
+   --rrl_buffer_path "$SAVE_PATH/rrl_buffer.jsonl"  # resume it, review it with rrl-inspect
+)
+
+CKPT_ARGS=(
+   --ckpt.output_dir "$SAVE_PATH"
+   --ckpt.path "$SAVE_PATH/ckpt"        # the RRL buffer is saved with every checkpoint here
+   --ckpt.save_steps 20
+   --ckpt.max_num 3
+   --ckpt.save_hf
+   --ckpt.load_enable
+)
+
+LOG_ARGS=(
+   --logger.logging_steps 1
+   --logger.tensorboard_dir "$SAVE_PATH/runs"
+   --eval.steps -1
+)
+
+LAUNCH=()
+if [[ -n $RAY_JOB_ADDRESS ]]; then
+   LAUNCH=(ray job submit --address="$RAY_JOB_ADDRESS" --)
+fi
+CMD=(
+   "${LAUNCH[@]}" "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray
+   "${RESOURCE_ARGS[@]}" "${MODEL_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAIN_ARGS[@]}"
+   "${RRL_ARGS[@]}" "${CKPT_ARGS[@]}" "${LOG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+)
+
+# QUOTED=the word, quoted for the shell only when it needs it.
+quote_word() {
+   local safe='^[A-Za-z0-9_./:=,+@%-]+$'
+   if [[ $1 =~ $safe ]]; then QUOTED=$1; else QUOTED="'${1//\'/\'\\\'\'}'"; fi
+}
+
+# The command as one shell command: a line per flag with its values, continued with backslashes.
+print_command() {
+   local word line=''
+   for word in "$@"; do
+      if [[ $word == --* && -n $line ]]; then
+         printf '%s \\\n' "$line"
+         line='   '
+      elif [[ -n $line ]]; then
+         line+=' '
+      fi
+      quote_word "$word"
+      line+=$QUOTED
+   done
+   printf '%s\n' "$line"
+}
+
+if (( DRY_RUN )); then
+   echo "# dry run: the command below is not run"
+   print_command "${CMD[@]}"
+   exit 0
+fi
+
+mkdir -p "$SAVE_PATH"
+print_command "${CMD[@]}"
+exec "${CMD[@]}"

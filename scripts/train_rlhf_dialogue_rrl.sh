@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# RLHF dialogue tuning with a reward model (helpfulness or safety) plus Retrospective Replay:
+# PPO with GAE by default (critic initialised from the reward model, as OpenRLHF does), chat
+# prompts through the model's chat template. Hybrid engine on one node: actor, critic, reference
+# model, reward model and vLLM engines colocated, sleeping in turn.
+#
+# Runs:   python3 -m openrlhf_rrl.cli.train_ppo_ray <OpenRLHF flags> \
+#            --reward.model_name_or_path $REWARD_MODEL_PATH --data.apply_chat_template --rrl_enable ...
+#         (or, with RAY_JOB_ADDRESS set, the same through `ray job submit` to a running Ray cluster)
+#
+# Edit:   the paths at the top (or set them in the environment): REWARD_KIND picks the helpfulness
+#         or the safety reward model (OpenRLHF 0.11.2 takes one). Under GAE the RRL scorer is the
+#         critic; ESTIMATOR=reinforce_baseline (no critic) switches it to mc. RRL counts a restart
+#         as a success when its reward model score is at least RRL_SUCCESS_THRESHOLD: put it at
+#         the score of an answer you would accept (read a few scored samples first; with
+#         --reward.normalize_enable 0 is the reward model's mean). Extra arguments are appended to
+#         the launcher's flags, and the last value of a flag wins.
+#
+# Check:  bash scripts/train_rlhf_dialogue_rrl.sh --dry-run
+#         prints the composed command (one flag per line, shell-quoted) and starts nothing.
+set -euo pipefail
+
+# ---- what to edit -------------------------------------------------------------------------
+MODEL_PATH=${MODEL_PATH:-OpenRLHF/Llama-3-8b-sft-mixture}   # the SFT policy
+REWARD_KIND=${REWARD_KIND:-helpful}                         # helpful | safety
+HELPFUL_RM_PATH=${HELPFUL_RM_PATH:-OpenRLHF/Llama-3-8b-rm-700k}
+SAFETY_RM_PATH=${SAFETY_RM_PATH:-}                          # your safety (harmlessness) reward model
+DATASET_PATH=${DATASET_PATH:-OpenRLHF/prompt-collection-v0.1}
+INPUT_KEY=${INPUT_KEY:-context_messages}                    # a list of chat messages per prompt
+ESTIMATOR=${ESTIMATOR:-gae}                                 # gae (critic) | reinforce_baseline
+SAVE_PATH=${SAVE_PATH:-$PWD/exp/rlhf-dialogue-rrl-$REWARD_KIND}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+VLLM_TP=${VLLM_TP:-2}                                       # tensor parallel size of one vLLM engine
+RRL_SCORER=${RRL_SCORER:-}                                  # empty: critic under gae, else mc
+RRL_REPLAY_SHARE=${RRL_REPLAY_SHARE:-0.2}
+RRL_SUCCESS_THRESHOLD=${RRL_SUCCESS_THRESHOLD:-0.0}
+PYTHON=${PYTHON:-python3}
+RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.0.1:8265; empty: run here
+# -------------------------------------------------------------------------------------------
+
+DRY_RUN=0
+EXTRA_ARGS=()
+for arg in "$@"; do
+   case $arg in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help) sed -n '2,/^set -euo/{s/^# //p;s/^#$//p}' "$0"; exit 0 ;;
+      *) EXTRA_ARGS+=("$arg") ;;
+   esac
+done
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
+VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))   # hybrid engine: the engines cover exactly the actor's GPUs
+
+case $REWARD_KIND in
+   helpful) REWARD_MODEL_PATH=$HELPFUL_RM_PATH ;;
+   safety) REWARD_MODEL_PATH=$SAFETY_RM_PATH ;;
+   *) die "REWARD_KIND=$REWARD_KIND: use helpful or safety" ;;
+esac
+[[ -n $REWARD_MODEL_PATH ]] || die "REWARD_KIND=$REWARD_KIND: set SAFETY_RM_PATH to the safety reward model"
+
+case $ESTIMATOR in
+   gae)  # PPO: a critic, which also scores RRL's cut points
+      CRITIC_ARGS=(
+         --critic.num_nodes 1
+         --critic.num_gpus_per_node "$GPUS_PER_NODE"
+         --critic.model_name_or_path "${CRITIC_PATH:-$REWARD_MODEL_PATH}"
+         --critic.adam.lr 9e-6
+      )
+      RRL_SCORER=${RRL_SCORER:-critic} ;;
+   reinforce_baseline)  # no critic: Monte-Carlo scoring of cut points (extra rollouts)
+      CRITIC_ARGS=()
+      RRL_SCORER=${RRL_SCORER:-mc} ;;
+   *) die "ESTIMATOR=$ESTIMATOR: use gae or reinforce_baseline" ;;
+esac
+
+RESOURCE_ARGS=(
+   --actor.num_nodes 1
+   --actor.num_gpus_per_node "$GPUS_PER_NODE"
+   --ref.num_nodes 1
+   --ref.num_gpus_per_node "$GPUS_PER_NODE"
+   --reward.num_nodes 1
+   --reward.num_gpus_per_node "$GPUS_PER_NODE"
+   --vllm.num_engines "$VLLM_ENGINES"
+   --vllm.tensor_parallel_size "$VLLM_TP"
+   --vllm.gpu_memory_utilization 0.5
+   --train.colocate_all
+   --vllm.enable_sleep
+   --ds.enable_sleep
+   --vllm.sync_backend nccl
+   --vllm.enforce_eager
+)
+
+MODEL_ARGS=(
+   --actor.model_name_or_path "$MODEL_PATH"
+   --reward.model_name_or_path "$REWARD_MODEL_PATH"
+   --reward.normalize_enable
+   "${CRITIC_ARGS[@]}"
+   --ds.zero_stage 3
+   --ds.param_dtype bf16
+   --actor.gradient_checkpointing_enable
+   --ds.packing_samples
+)
+
+DATA_ARGS=(
+   --data.prompt_dataset "$DATASET_PATH"
+   --data.input_key "$INPUT_KEY"
+   --data.apply_chat_template
+   --data.max_len 2048
+   --data.max_samples 100000
+   --rollout.max_new_tokens 1024        # counts the replayed prefix too
+   --rollout.batch_size 128
+   --rollout.n_samples_per_prompt 4     # a group per prompt: its pass rate says which prompts are hard
+   --rollout.micro_batch_size 16
+   --rollout.temperature 1.0
+)
+
+TRAIN_ARGS=(
+   --algo.advantage.estimator "$ESTIMATOR"
+   --algo.kl.init_coef 0.01
+   --actor.adam.lr 5e-7
+   --train.batch_size 128
+   --train.micro_batch_size 4
+   --train.max_epochs 1
+   --train.num_episodes 1
+   --train.seed 42
+)
+
+RRL_ARGS=(
+   --rrl_enable
+   --rrl_scorer "$RRL_SCORER"
+   --rrl_replay_share "$RRL_REPLAY_SHARE"  # share of each batch's prompt slots restarted from the buffer
+   --rrl_start_step 10                  # collect candidates first; restart once the policy has improved
+   --rrl_success_threshold "$RRL_SUCCESS_THRESHOLD"  # on the reward model's scale
+   --rrl_cut_every 32                   # tokens between candidate cuts; well below the response length
+   --rrl_max_prefix_frac 0.7
+   --rrl_buffer_path "$SAVE_PATH/rrl_buffer.jsonl"  # resume it, review it with rrl-inspect
+)
+
+CKPT_ARGS=(
+   --ckpt.output_dir "$SAVE_PATH"
+   --ckpt.path "$SAVE_PATH/ckpt"        # the RRL buffer is saved with every checkpoint here
+   --ckpt.save_steps 20
+   --ckpt.max_num 3
+   --ckpt.save_hf
+   --ckpt.load_enable
+)
+
+LOG_ARGS=(
+   --logger.logging_steps 1
+   --logger.tensorboard_dir "$SAVE_PATH/runs"
+   --eval.steps -1
+)
+
+LAUNCH=()
+if [[ -n $RAY_JOB_ADDRESS ]]; then
+   LAUNCH=(ray job submit --address="$RAY_JOB_ADDRESS" --)
+fi
+CMD=(
+   "${LAUNCH[@]}" "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray
+   "${RESOURCE_ARGS[@]}" "${MODEL_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAIN_ARGS[@]}"
+   "${RRL_ARGS[@]}" "${CKPT_ARGS[@]}" "${LOG_ARGS[@]}" "${EXTRA_ARGS[@]}"
+)
+
+# QUOTED=the word, quoted for the shell only when it needs it.
+quote_word() {
+   local safe='^[A-Za-z0-9_./:=,+@%-]+$'
+   if [[ $1 =~ $safe ]]; then QUOTED=$1; else QUOTED="'${1//\'/\'\\\'\'}'"; fi
+}
+
+# The command as one shell command: a line per flag with its values, continued with backslashes.
+print_command() {
+   local word line=''
+   for word in "$@"; do
+      if [[ $word == --* && -n $line ]]; then
+         printf '%s \\\n' "$line"
+         line='   '
+      elif [[ -n $line ]]; then
+         line+=' '
+      fi
+      quote_word "$word"
+      line+=$QUOTED
+   done
+   printf '%s\n' "$line"
+}
+
+if (( DRY_RUN )); then
+   echo "# dry run: the command below is not run"
+   print_command "${CMD[@]}"
+   exit 0
+fi
+
+mkdir -p "$SAVE_PATH"
+print_command "${CMD[@]}"
+exec "${CMD[@]}"
