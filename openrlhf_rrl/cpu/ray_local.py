@@ -1,0 +1,100 @@
+"""A local Ray for the CPU mode: loopback only, no dashboard, its files inside the cache folder.
+
+OpenRLHF asks Ray for GPUs ({"GPU": 1, "CPU": 1} bundles, num_gpus on every model actor). Ray's
+GPU count is a logical resource, so the CPU mode declares enough logical GPUs for the run's
+placement to fit; no process uses them (torch, DeepSpeed and vLLM all run on the CPU here). That
+keeps Ray itself unpatched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from . import ENV_VAR, CpuModeError
+
+# environment every Ray worker (and vLLM's engine subprocess under it) needs in CPU mode
+WORKER_ENV_DEFAULTS = {
+    ENV_VAR: "1",
+    "DS_ACCELERATOR": "cpu",
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache per engine
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
+    "NCCL_DEBUG": "WARN",
+    # Ray otherwise swaps 127.0.0.1 for the machine's interface address; this keeps it on loopback
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+# passed through to workers when set (every cache inside the project: see scripts/env.sh)
+PASS_THROUGH_PREFIXES = ("RRL_",)  # the project's own switches and logs
+PASS_THROUGH = ("TMPDIR", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
+                "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "XDG_CACHE_HOME",
+                "XDG_CONFIG_HOME", "VLLM_CACHE_ROOT", "VLLM_CONFIG_ROOT", "VLLM_RPC_BASE_PATH", "VLLM_NO_USAGE_STATS",
+                "DO_NOT_TRACK", "MPLCONFIGDIR", "WANDB_MODE", "WANDB_DIR", "OMP_NUM_THREADS",
+                "PYTHONPATH")
+
+
+def logical_gpus_needed(args) -> int:
+    """Logical GPUs that OpenRLHF's placement asks for with these options (generous; unused)."""
+    a = args
+    need = a.actor.num_nodes * a.actor.num_gpus_per_node
+    need += a.ref.num_nodes * a.ref.num_gpus_per_node
+    need += a.critic.num_nodes * a.critic.num_gpus_per_node
+    need += a.reward.num_nodes * a.reward.num_gpus_per_node
+    need += (a.vllm.num_engines or 0) * a.vllm.tensor_parallel_size
+    return max(4, need)
+
+
+def worker_env() -> dict:
+    env = {k: os.environ.get(k, v) for k, v in WORKER_ENV_DEFAULTS.items()}
+    env[ENV_VAR] = "1"
+    env.update({k: v for k, v in os.environ.items() if k in PASS_THROUGH or k.startswith(PASS_THROUGH_PREFIXES)})
+    return env
+
+
+def start_local_ray(args) -> None:
+    """Connect to the Ray cluster at RAY_ADDRESS if one is set (it must declare logical GPUs), else
+    start a private local one for this run."""
+    import ray
+
+    for k, v in worker_env().items():
+        os.environ.setdefault(k, v)
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env={"env_vars": worker_env()})
+    if ray.is_initialized():
+        if ray.cluster_resources().get("GPU", 0) < 1:
+            raise CpuModeError("CPU mode: the Ray cluster has no GPU resource; let the launcher start Ray (unset "
+                               "RAY_ADDRESS), or start it with `ray start --head --num-gpus 8 --node-ip-address 127.0.0.1`")
+        return
+    gpus = logical_gpus_needed(args)
+    temp_dir = os.environ.get("RRL_RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "rrl-ray")
+    os.makedirs(temp_dir, exist_ok=True)
+    ray.init(address="local", num_cpus=gpus + 4, num_gpus=gpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1", _temp_dir=temp_dir, runtime_env={"env_vars": worker_env()},
+             log_to_driver=True)
+
+
+def serve(num_gpus: int = 8) -> None:
+    """Hold a CPU-mode Ray cluster open for other processes (e.g. OpenRLHF's own stock CLI in CPU mode):
+    prints RAY_ADDRESS=..., then waits until stdin closes or the process is terminated."""
+    import signal
+    import sys
+
+    import ray
+
+    os.environ.update(worker_env())
+    temp_dir = os.environ.get("RRL_RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "rrl-ray")
+    os.makedirs(temp_dir, exist_ok=True)
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=num_gpus + 4, num_gpus=num_gpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print(f"RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,116 @@
+"""The replay-aware experience maker: after OpenRLHF has computed rewards, values and advantages of a
+batch, hand every group to the buffer (candidates from hard fresh groups, outcomes of restart groups).
+
+Nothing of OpenRLHF's experience is changed: make_experience_batch runs as it is, and the buffer
+reads from its result the token ids, the raw reward, the critic's values (PPO with GAE) and the
+rollout log-probs (or the actor's, when vLLM did not return them) of each sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+AUDIT_LOG_ENV = "RRL_ROLLOUT_LOG"  # a JSONL path: one line per restart sample, for review and the tests
+
+
+def _row(tensor, b, start, length):
+    if tensor is None:
+        return None
+    return [float(x) for x in tensor[b, start:start + length].tolist()]
+
+
+class ReplayExperienceMaker(RemoteExperienceMaker):
+    def __init__(self, *args, buffer, config, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.buffer = buffer
+        self.config = config
+        self._metrics: dict = {}
+
+    def make_experience_batch(self, rollout_samples):
+        experiences = super().make_experience_batch(rollout_samples)
+        groups, glue = self.groups(rollout_samples, experiences)
+        metrics = self.buffer.observe(groups)
+        metrics.update(glue)
+        self._metrics = metrics
+        return experiences
+
+    def pop_metrics(self) -> dict:
+        metrics, self._metrics = self._metrics, {}
+        return metrics
+
+    # ------------------------------------------------------------------ building the buffer's view
+    def groups(self, rollout_samples, experiences):
+        """Groups of n consecutive samples (OpenRLHF's own grouping) as the buffer actor's observe() input."""
+        where = {}
+        for e in experiences:
+            for b, i in enumerate(e.index):
+                where[i] = (e, b)
+        n = self.args.rollout.n_samples_per_prompt
+        groups, restart_rows = [], []
+        for start in range(0, len(rollout_samples), n):
+            members = list(range(start, min(start + n, len(rollout_samples))))
+            tags = [getattr(rollout_samples[i], "rrl", None) for i in members]
+            if any(t is None for t in tags) or len({(t["key"], t.get("entry_key")) for t in tags}) != 1:
+                continue  # not a group this plugin dispatched (should not happen): leave it out of the buffer
+            rows = [self.trajectory(rollout_samples[i], *where[i]) for i in members]
+            tag = tags[0]
+            plan = {"key": tag["key"], "prompt_ids": rows[0]["prompt_ids"], "label": rollout_samples[start].labels[0],
+                    "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
+            groups.append({"plan": plan, "text": rollout_samples[start].prompts[0], "trajectories": rows})
+            if tag["restart"]:
+                restart_rows.extend((rollout_samples[i], *where[i], r) for i, r in zip(members, rows))
+        return groups, self.restart_checks(restart_rows)
+
+    def trajectory(self, sample, e, b) -> dict:
+        """One sample as core.Trajectory fields: values and log-probs indexed by response position."""
+        tag = sample.rrl
+        length = int(e.attention_mask[b].sum().item())
+        tokens = [int(t) for t in e.sequences[b, :length].tolist()]
+        p = int(tag["prompt_len"])
+        response = tokens[p:]
+        # action index t scores token t+1: response token j sits at action index p - 1 + j
+        logprobs = _row(e.rollout_log_probs if e.rollout_log_probs is not None else e.action_log_probs,
+                        b, p - 1, len(response))
+        values = _row(e.values, b, p - 1, len(response)) if self.critic_model_group is not None else None
+        reward = float(e.info["reward"][b].item())
+        truncated = bool(e.truncated[b].item()) if e.truncated is not None else False
+        eos_id = self.tokenizer.eos_token_id
+        return {"prompt_key": tag["key"], "prompt_ids": tokens[:p], "response_ids": response, "reward": reward,
+                "success": reward >= self.config.success_threshold, "label": sample.labels[0],
+                "logprobs": logprobs, "values": values, "prefix_len": int(tag.get("prefix_len", 0)),
+                "eos": bool(response) and response[-1] == eos_id and not truncated}
+
+    def restart_checks(self, rows) -> dict:
+        """Per batch: how restarts looked from the trainer's side (and an audit line per restart sample)."""
+        out = {"rrl/restart_samples": float(len(rows))}
+        if not rows:
+            return out
+        log_path = os.environ.get(AUDIT_LOG_ENV)
+        mismatched, prefix_in_loss, prefix_tokens = 0, 0, 0
+        lines = []
+        for sample, e, b, traj in rows:
+            tag = sample.rrl
+            p, stored = int(tag["prompt_len"]), [int(t) for t in tag.get("prefix_ids", [])]
+            seq = traj["prompt_ids"] + traj["response_ids"]
+            mask = [int(x) for x in e.action_mask[b, : len(seq) - 1].tolist()]
+            continued = seq[p:p + len(stored)] == stored and traj["prompt_ids"] == list(tag.get("prompt_ids", seq[:p]))
+            mismatched += 0 if continued else 1
+            prefix_in_loss += sum(mask[p - 1:p - 1 + len(stored)])
+            prefix_tokens += len(stored)
+            if log_path:
+                lines.append({"entry_key": tag.get("entry_key"), "prompt_key": tag["key"], "prompt_ids": seq[:p],
+                              "stored_prefix_ids": stored, "sequence": seq, "action_mask": mask,
+                              "reward": traj["reward"], "prompt": sample.prompts[0], "label": sample.labels[0],
+                              "train_prefix": bool(self.config.train_prefix)})
+        out["rrl/prefix_tokens_mean"] = prefix_tokens / len(rows)
+        out["rrl/prefix_mismatch"] = float(mismatched)
+        out["rrl/prefix_in_loss_frac"] = prefix_in_loss / max(1, prefix_tokens)
+        if lines:
+            os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                for line in lines:
+                    fh.write(json.dumps(line) + "\n")
+        return out

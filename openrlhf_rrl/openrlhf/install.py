@@ -1,0 +1,27 @@
+"""Put the replay-aware classes where OpenRLHF's train() looks them up, in the launcher's process.
+
+train() imports PPOTrainer / PPOTrainerAsync lazily and create_vllm_engines() reads RolloutRayActor
+from its module at call time, so replacing those three module attributes before train() runs is
+enough; Ray ships the subclasses to the workers by reference (openrlhf_rrl is importable there).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import ray
+
+
+def install_replay(args, config) -> None:
+    """Give every actor the checked, typed RRL options as args.rrl.* and swap in the replay classes."""
+    import openrlhf.trainer.ppo_trainer as sync_trainer
+    import openrlhf.trainer.ppo_trainer_async as async_trainer
+    import openrlhf.trainer.ray.vllm_engine as vllm_engine
+
+    from .restart_rollout import ReplayRolloutActor
+    from .trainers import ReplayPPOTrainer, ReplayPPOTrainerAsync
+
+    args.rrl = SimpleNamespace(**config.to_dict())
+    sync_trainer.PPOTrainer = ray.remote(ReplayPPOTrainer)
+    async_trainer.PPOTrainerAsync = ray.remote(ReplayPPOTrainerAsync)
+    vllm_engine.RolloutRayActor = ray.remote(ReplayRolloutActor)

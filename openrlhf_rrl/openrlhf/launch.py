@@ -1,0 +1,100 @@
+"""The launcher: OpenRLHF's own train_ppo_ray main, plus RRL when --rrl_enable, plus the CPU mode.
+
+Order: parse (OpenRLHF's parser + RRL flags), check RRL options against the run (one-line error
+naming the flag), start the CPU mode's local Ray if asked, then run OpenRLHF's __main__ block as it
+is. At the first call train() makes after OpenRLHF's own validation (get_strategy(args)), the CPU
+mode switches GPU-only options off and RRL swaps in its classes. Without --rrl_enable (and without
+CPU mode) nothing of OpenRLHF's run changes: the same args, the same classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+
+from ..core.errors import RRLConfigError
+from . import arguments
+
+
+@contextlib.contextmanager
+def _before_strategy(prepare):
+    import openrlhf.utils
+
+    original = openrlhf.utils.get_strategy
+
+    def get_strategy(args):
+        prepare(args)
+        return original(args)
+
+    openrlhf.utils.get_strategy = get_strategy
+    try:
+        yield
+    finally:
+        openrlhf.utils.get_strategy = original
+
+
+def _hierarchized(namespace: argparse.Namespace):
+    from openrlhf.utils.config import hierarchize
+
+    return hierarchize(copy.deepcopy(namespace))
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from .. import cpu
+
+    cpu_mode = cpu.requested() or any(a in (arguments.CPU_MODE_FLAG, "--rrl.cpu_mode") for a in argv)
+    if cpu_mode:  # before OpenRLHF (and Ray) are imported: the environment, the flash_attn stand-in, the patches
+        import os
+
+        from ..cpu.ray_local import worker_env
+
+        os.environ[cpu.ENV_VAR] = "1"
+        for key, value in worker_env().items():
+            os.environ.setdefault(key, value)
+        from ..cpu.patches import activate
+
+        activate()
+    from ..compat import flash_attn_shim
+
+    flash_attn_shim.install()  # import-only stand-in, only where flash-attn is not installed (--help, checks)
+    parser = arguments.launcher_parser()
+    namespace = parser.parse_args(argv)
+    del namespace.rrl_cpu_mode
+    enabled = bool(getattr(namespace, "rrl.enable"))
+    scorer_given = arguments.rrl_flag_given(argv, "scorer")
+    if not enabled:  # exactly OpenRLHF's namespace
+        for key in [k for k in vars(namespace) if k.startswith("rrl.")]:
+            delattr(namespace, key)
+    try:
+        if enabled:  # the start-up check, before Ray or any model starts
+            from .startup_check import resolve_rrl_config
+
+            resolve_rrl_config(_hierarchized(namespace), scorer_given)
+        if cpu_mode:
+            from ..cpu.check import check_cpu_mode
+            from ..cpu.ray_local import start_local_ray
+
+            for line in check_cpu_mode():
+                print(f"[openrlhf-rrl] CPU patch {line}", flush=True)
+            start_local_ray(_hierarchized(namespace))
+
+        def prepare(args):
+            if cpu_mode:
+                from ..cpu.flags import apply_cpu_overrides
+
+                for line in apply_cpu_overrides(args):
+                    print(f"[openrlhf-rrl] CPU mode: {line}", flush=True)
+            if enabled:
+                from .install import install_replay
+
+                install_replay(args, resolve_rrl_config(args, scorer_given))
+
+        with _before_strategy(prepare):
+            arguments.run_openrlhf_main(namespace)
+    except (RRLConfigError, cpu.CpuModeError) as e:
+        print(f"openrlhf_rrl.cli.train_ppo_ray: error: {e}", file=sys.stderr)
+        return 2
+    return 0

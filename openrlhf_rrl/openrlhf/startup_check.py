@@ -1,0 +1,58 @@
+"""The start-up check: an unsupported OpenRLHF, or RRL options that do not fit the run's algorithm,
+stop the launcher before anything starts, with one line naming the flag to change."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from ..config import RRLConfig
+from ..core.errors import RRLConfigError
+
+# scorers the OpenRLHF integration can feed: entropy needs per-token entropies, which OpenRLHF's
+# experiences do not carry; checker needs --rrl_step_checker
+OPENRLHF_SCORERS = ("critic", "reward", "mc", "checker")
+
+
+def has_critic(args) -> bool:
+    """OpenRLHF keeps a critic exactly for GAE (cli/train_ppo_ray.py drops it for every other estimator)."""
+    return args.algo.advantage.estimator == "gae"
+
+
+def check_openrlhf_version() -> str:
+    from .. import SUPPORTED_OPENRLHF_VERSIONS
+
+    try:
+        version = importlib.metadata.version("openrlhf")
+    except importlib.metadata.PackageNotFoundError:
+        raise RRLConfigError("--rrl_enable: OpenRLHF is not installed (pip install openrlhf==0.11.2)") from None
+    if version not in SUPPORTED_OPENRLHF_VERSIONS:
+        raise RRLConfigError(f"--rrl_enable: OpenRLHF {version} is installed; openrlhf-rrl supports "
+                             f"{', '.join(SUPPORTED_OPENRLHF_VERSIONS)}")
+    return version
+
+
+def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
+    """The run's RRLConfig from args.rrl, checked against the OpenRLHF options; raises RRLConfigError."""
+    check_openrlhf_version()
+    config = RRLConfig.from_args(args)
+    estimator = args.algo.advantage.estimator
+    if not scorer_given:
+        config.scorer = "critic" if has_critic(args) else "reward"
+    if config.scorer == "critic" and not has_critic(args):
+        raise RRLConfigError(f"--rrl_scorer: critic needs a critic, and --algo.advantage.estimator {estimator} "
+                             f"has none (use gae, or --rrl_scorer reward or mc)")
+    if not config.scorer.startswith("file:") and config.scorer not in OPENRLHF_SCORERS:
+        raise RRLConfigError(f"--rrl_scorer: {config.scorer} is not available with OpenRLHF (its experiences carry "
+                             f"no token entropies); use {', '.join(OPENRLHF_SCORERS)} or file:path.py")
+    if config.scorer == "checker" and not config.step_checker:
+        raise RRLConfigError("--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py")
+    if config.train_prefix and args.algo.advantage.is_correction_level == "off":
+        raise RRLConfigError("--rrl_train_prefix: the replayed prefix was sampled by an older policy; it needs "
+                             "--algo.advantage.is_correction_level token or seq so its stored rollout log-probs "
+                             "are importance-corrected")
+    if not args.vllm.num_engines:
+        raise RRLConfigError("--rrl_enable: restarts run on the vLLM engines; set --vllm.num_engines >= 1")
+    if getattr(args.data, "max_images_per_prompt", 0) > 0:
+        raise RRLConfigError("--rrl_enable: vision-language prompts are not supported by RRL restarts "
+                             "(--data.max_images_per_prompt 0)")
+    return config.validate()

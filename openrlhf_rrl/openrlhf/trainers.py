@@ -1,0 +1,151 @@
+"""OpenRLHF's trainers (sync and async) with the replay-aware generator and experience maker attached.
+
+No registry exists for a custom experience maker in OpenRLHF, so the trainer classes are
+subclassed and re-wrapped with ray.remote (install.py puts them where train() looks them up).
+Each subclass only swaps its samples generator and experience maker after OpenRLHF's own
+__init__, adds the rrl/* metrics to the step's status (OpenRLHF's wandb / tensorboard logging
+then writes them as train/rrl/*), saves the buffer with every --ckpt.* checkpoint and restores it
+on resume.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import ray
+from openrlhf.trainer import ppo_trainer_async
+from openrlhf.trainer.ppo_trainer import PPOTrainer
+from openrlhf.utils.logging_utils import init_logger
+
+from ..config import RRLConfig
+from .buffer_actor import ReplayBufferClient
+from .experience_maker import ReplayExperienceMaker
+from .samples_generator import ReplaySamplesGenerator
+
+logger = init_logger(__name__)
+
+
+# ---------------------------------------------------------------------- checkpoint files
+def buffer_dir(args) -> str:
+    return os.path.join(args.ckpt.path, "rrl_buffer")
+
+
+def buffer_file(args, global_step: int) -> str:
+    return os.path.join(buffer_dir(args), f"global_step{int(global_step)}.jsonl")
+
+
+def saved_steps(args) -> list[int]:
+    steps = []
+    for path in glob.glob(os.path.join(buffer_dir(args), "global_step*.jsonl")):
+        m = re.fullmatch(r"global_step(\d+)\.jsonl", os.path.basename(path))
+        if m:
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
+
+def prune_saved(args) -> None:
+    """Keep as many buffer files as OpenRLHF keeps checkpoints (--ckpt.max_num)."""
+    steps = saved_steps(args)
+    for step in steps[: max(0, len(steps) - max(1, int(args.ckpt.max_num)))]:
+        for path in (buffer_file(args, step), buffer_file(args, step) + ".meta.json"):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+# ---------------------------------------------------------------------- shared by the trainers
+def make_buffer_client(args, owner: bool, tokenizer=None) -> ReplayBufferClient:
+    config = RRLConfig.from_args(args)
+    stops = sorted({t for t in (getattr(tokenizer, "eos_token_id", None), getattr(tokenizer, "pad_token_id", None))
+                    if isinstance(t, int)})
+    restore = None
+    if owner and config.buffer_path and os.path.exists(config.buffer_path) and not args.ckpt.load_enable:
+        restore = config.buffer_path  # warm start from a buffer of another run
+    return ReplayBufferClient(config.to_dict(), owner=owner, restore_path=restore, stop_token_ids=stops)
+
+
+class ReplayTrainerMixin:
+    """train_step / checkpoint overrides shared by the sync PPOTrainer and the async TrainingActor."""
+
+    def _attach_replay(self, vllm_engines):
+        self.rrl_config = RRLConfig.from_args(self.args)
+        self.rrl = make_buffer_client(self.args, owner=True, tokenizer=self.tokenizer)
+        self.experience_maker = ReplayExperienceMaker(
+            self.actor_model_group, self.critic_model_group, self.reward_model_group, self.reference_model_group,
+            self.kl_ctl, self.strategy, self.tokenizer, buffer=self.rrl, config=self.rrl_config)
+        if hasattr(self, "samples_generator"):  # the sync trainer generates in-process
+            self.samples_generator = ReplaySamplesGenerator(
+                strategy=self.strategy, prompts_dataloader=self.prompts_dataloader,
+                eval_dataloader=self.eval_dataloader, tokenizer=self.tokenizer, vllm_engines=vllm_engines,
+                buffer=self.rrl, train_prefix=self.rrl_config.train_prefix)
+
+    def train_step(self, rollout_samples, global_step):
+        status, global_step = super().train_step(rollout_samples, global_step)
+        status.update(self.experience_maker.pop_metrics())
+        return status, global_step
+
+    def save_logs_and_checkpoints(self, global_step, logs_dict=None, client_states=None):
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if global_step % self.args.ckpt.save_steps == 0:
+            if self.rrl.save(buffer_file(self.args, global_step)):
+                prune_saved(self.args)
+            if self.rrl_config.buffer_path:
+                self.rrl.save(self.rrl_config.buffer_path)
+                self.rrl.last_saved = buffer_file(self.args, global_step)
+
+    def init_checkpoint_states(self):
+        states = super().init_checkpoint_states()
+        step = int(states.get("global_step", 0) or 0)
+        if step > 0:
+            earlier = [s for s in saved_steps(self.args) if s <= step]
+            if not earlier:
+                logger.warning(f"[openrlhf-rrl] resuming at step {step} with no saved replay buffer under "
+                               f"{buffer_dir(self.args)}: starting with an empty buffer")
+            elif self.rrl.load(buffer_file(self.args, earlier[-1])):
+                logger.info(f"[openrlhf-rrl] replay buffer restored from {buffer_file(self.args, earlier[-1])}")
+        return states
+
+
+class ReplayPPOTrainer(ReplayTrainerMixin, PPOTrainer.__ray_actor_class__):
+    def __init__(self, pretrain, strategy, actor_model_group, critic_model_group, reward_model_group,
+                 reference_model_group, vllm_engines, **generate_kwargs):
+        super().__init__(pretrain, strategy, actor_model_group, critic_model_group, reward_model_group,
+                         reference_model_group, vllm_engines, **generate_kwargs)
+        self._attach_replay(vllm_engines)
+
+
+class ReplayTrainingActor(ReplayTrainerMixin, ppo_trainer_async.TrainingActor.__ray_actor_class__):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach_replay(kwargs.get("vllm_engines"))
+
+    def broadcast_to_vllm(self):
+        """OpenRLHF's own, called through this class. Ray wraps every actor method in a tracing shim that
+        it pickles by value; OpenRLHF's TrainingActor.broadcast_to_vllm uses a bare super(), and its
+        by-value copy would point at a copy of TrainingActor that is not among this class's bases."""
+        return ppo_trainer_async.TrainingActor.__ray_actor_class__.broadcast_to_vllm(self)
+
+
+class ReplayGenerateSamplesActor(ppo_trainer_async.GenerateSamplesActor.__ray_actor_class__):
+    def __init__(self, pretrain, strategy, vllm_engines, **kwargs):
+        super().__init__(pretrain, strategy, vllm_engines, **kwargs)
+        tokenizer = self.samples_generator.tokenizer
+        self.samples_generator = ReplaySamplesGenerator(
+            strategy=strategy, prompts_dataloader=self.prompts_dataloader, eval_dataloader=self.eval_dataloader,
+            tokenizer=tokenizer, vllm_engines=vllm_engines, buffer=make_buffer_client(strategy.args, owner=False),
+            train_prefix=RRLConfig.from_args(strategy.args).train_prefix)
+
+
+class ReplayPPOTrainerAsync(ppo_trainer_async.PPOTrainerAsync.__ray_actor_class__):
+    """PPOTrainerAsync builds its generator and training actors from module globals in its own
+    __init__: point those at the replay-aware ones for the duration of that call."""
+
+    def __init__(self, *args, **kwargs):
+        saved = ppo_trainer_async.GenerateSamplesActor, ppo_trainer_async.TrainingActor
+        ppo_trainer_async.GenerateSamplesActor = ray.remote(ReplayGenerateSamplesActor)
+        ppo_trainer_async.TrainingActor = ray.remote(ReplayTrainingActor)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            ppo_trainer_async.GenerateSamplesActor, ppo_trainer_async.TrainingActor = saved

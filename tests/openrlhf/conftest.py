@@ -1,0 +1,118 @@
+"""Fixtures of the OpenRLHF integration tests: the tiny model/prompts/reward files, a CPU-mode Ray
+cluster held open for runs that need an external one, and a runner for the launcher as a user
+runs it (a subprocess), with its per-step metrics parsed from OpenRLHF's own log lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+# OpenRLHF imports flash_attn at load time; where it is not installed, the project's import-only
+# stand-in lets the real classes import (a no-op where flash-attn exists)
+from openrlhf_rrl.compat.flash_attn_shim import install as _install_flash_attn_shim  # noqa: E402
+
+_install_flash_attn_shim()
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+STEP_LINE = re.compile(r"Global step (\d+): (\{.*\})\s*$")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny Llama + word tokenizer, chain prompts and a reward file (openrlhf_rrl.cpu.tiny_assets)."""
+    from openrlhf_rrl.cpu.tiny_assets import write_tiny_assets
+
+    out = tmp_path_factory.mktemp("tiny")
+    paths = write_tiny_assets(str(out), n_prompts=64)
+    paths["dir"] = str(out)
+    return paths
+
+
+def base_args(tiny, ckpt_dir, estimator="group_norm", max_samples=12, extra=(), correction="token"):
+    """Flags of a small run: 4 prompts x 2 samples per step, 8 new tokens, colocated, ZeRO-2."""
+    return [
+        "--actor.model_name_or_path", tiny["model"], "--actor.num_nodes", "1", "--actor.num_gpus_per_node", "1",
+        "--ref.num_gpus_per_node", "1", "--reward.num_gpus_per_node", "1", "--critic.num_gpus_per_node", "1",
+        "--vllm.num_engines", "1", "--vllm.tensor_parallel_size", "1", "--vllm.gpu_memory_utilization", "0.5",
+        "--train.colocate_all", "--data.prompt_dataset", tiny["prompts"], "--data.input_key", "prompt",
+        "--data.label_key", "label", "--data.apply_chat_template", "--reward.remote_url", tiny["reward"],
+        "--algo.advantage.estimator", estimator, "--algo.kl.init_coef", "0", "--rollout.n_samples_per_prompt", "2",
+        "--rollout.batch_size", "4", "--rollout.micro_batch_size", "2", "--train.batch_size", "8",
+        "--train.micro_batch_size", "2", "--data.max_len", "24", "--rollout.max_new_tokens", "8",
+        "--data.max_samples", str(max_samples), "--train.num_episodes", "1", "--ds.zero_stage", "2",
+        "--algo.advantage.is_correction_level", correction, "--train.seed", "42",
+        "--ckpt.path", os.path.join(ckpt_dir, "ds"), "--ckpt.output_dir", os.path.join(ckpt_dir, "out"),
+        *extra,
+    ]
+
+
+# the GPU-only options spelled as their CPU equivalents, for stock OpenRLHF runs (the launcher's CPU
+# mode sets these itself)
+CPU_FLAGS = ["--vllm.sync_backend", "gloo", "--vllm.enforce_eager", "--ds.attn_implementation", "eager"]
+
+
+class Run:
+    def __init__(self, rc, output, seconds):
+        self.rc, self.output, self.seconds = rc, output, seconds
+        self.steps = []
+        for line in output.splitlines():
+            m = STEP_LINE.search(line)
+            if m:
+                # OpenRLHF prints the status dict; nan/inf are its only non-literal values
+                self.steps.append(eval(m.group(2), {"__builtins__": {}}, {"nan": float("nan"), "inf": float("inf")}))
+
+    def tail(self, n=60):
+        return "\n".join(self.output.splitlines()[-n:])
+
+
+def run_module(module: str, argv, env_extra=None, timeout=420) -> Run:
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout, time.time() - t0)
+
+
+def run_launcher(argv, env_extra=None, timeout=420) -> Run:
+    return run_module("openrlhf_rrl.cli.train_ppo_ray", argv, env_extra, timeout)
+
+
+@pytest.fixture(scope="session")
+def cpu_ray_cluster():
+    """A CPU-mode Ray cluster held by a helper process (python -m openrlhf_rrl.cpu.ray_local), for runs of
+    OpenRLHF's own stock CLI, which cannot start one itself; ended by closing its stdin."""
+    env = dict(os.environ, RRL_CPU_MODE="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "openrlhf_rrl.cpu.ray_local"], cwd=ROOT, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("RAY_ADDRESS="):
+            address = line.strip().split("=", 1)[1]
+            break
+    if address is None:
+        proc.kill()
+        raise RuntimeError("the CPU-mode Ray helper did not start:\n" + "".join(lines[-30:]))
+    yield address
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The helpers above, for test modules (--import-mode=importlib cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS)

@@ -1,0 +1,86 @@
+"""The start-up check: one line naming the flag, before anything starts."""
+
+import importlib.metadata
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from openrlhf_rrl.core.errors import RRLConfigError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def parse():
+    from openrlhf.utils.config import hierarchize
+
+    from openrlhf_rrl.openrlhf.arguments import launcher_parser
+
+    parser = launcher_parser()
+    return lambda *argv: hierarchize(parser.parse_args(["--vllm.num_engines", "1", *argv]))
+
+
+def check(args, scorer_given=False):
+    from openrlhf_rrl.openrlhf.startup_check import resolve_rrl_config
+
+    return resolve_rrl_config(args, scorer_given)
+
+
+def test_scorer_defaults_to_the_critic_when_the_run_has_one(parse):
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae")).scorer == "critic"
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm")).scorer == "reward"
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae", "--rrl_scorer", "mc"), True).scorer == "mc"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--algo.advantage.estimator", "reinforce", "--rrl_scorer", "critic"],
+     "--rrl_scorer: critic needs a critic, and --algo.advantage.estimator reinforce has none"),
+    (["--rrl_scorer", "checker"], "--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py"),
+    (["--rrl_scorer", "entropy"], "--rrl_scorer: entropy is not available with OpenRLHF"),
+    (["--rrl_train_prefix"], "--rrl_train_prefix: the replayed prefix was sampled by an older policy"),
+    (["--rrl_replay_share", "2"], "--rrl_replay_share: expected a number in [0, 1] or 'auto', got 2"),
+    (["--vllm.num_engines", "0"], "--rrl_enable: restarts run on the vLLM engines"),
+])
+def test_options_that_do_not_fit_the_algorithm_stop_with_one_line_naming_the_flag(parse, argv, message):
+    with pytest.raises(RRLConfigError) as err:
+        check(parse("--rrl_enable", *argv), scorer_given=any("scorer" in a for a in argv))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_train_prefix_is_accepted_with_importance_correction(parse):
+    c = check(parse("--rrl_enable", "--rrl_train_prefix", "--algo.advantage.is_correction_level", "token"))
+    assert c.train_prefix is True
+
+
+def test_an_unsupported_openrlhf_version_is_named(parse, monkeypatch):
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.9.0" if name == "openrlhf" else real(name))
+    with pytest.raises(RRLConfigError, match=r"^--rrl_enable: OpenRLHF 0.9.0 is installed; openrlhf-rrl supports 0.11.2$"):
+        check(parse("--rrl_enable"))
+
+
+def test_the_launcher_exits_2_with_the_one_line_error(capsys):
+    from openrlhf_rrl.openrlhf.launch import main
+
+    rc = main(["--vllm.num_engines", "1", "--rrl_enable", "--rrl_scorer", "critic",
+               "--algo.advantage.estimator", "group_norm"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("openrlhf_rrl.cli.train_ppo_ray: error: --rrl_scorer: critic needs a critic")
+
+
+def test_the_checker_scorer_is_accepted_with_a_step_checker_file(parse, tmp_path):
+    checker = tmp_path / "checker.py"
+    checker.write_text("def step_checker(prompt_ids, response_ids, label):\n    return 0\n")
+    c = check(parse("--rrl_enable", "--rrl_scorer", "checker", "--rrl_step_checker", str(checker)), True)
+    assert (c.scorer, c.step_checker) == ("checker", str(checker))
+
+
+def test_docs_name_every_rrl_flag():
+    import os
+    from dataclasses import fields
+
+    from openrlhf_rrl.config import RRLConfig
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openrlhf.md"), encoding="utf-8").read()
+    missing = [f.name for f in fields(RRLConfig) if f"`--rrl_{f.name}`" not in text]
+    assert not missing, f"docs/openrlhf.md does not list: {missing}"
