@@ -35,17 +35,10 @@ PYTHON=${PYTHON:-python3}
 RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.0.1:8265; empty: run here
 # -------------------------------------------------------------------------------------------
 
-DRY_RUN=0
-EXTRA_ARGS=()
-for arg in "$@"; do
-   case $arg in
-      --dry-run) DRY_RUN=1 ;;
-      -h | --help) sed -n '2,/^set -euo/{s/^# //p;s/^#$//p}' "$0"; exit 0 ;;
-      *) EXTRA_ARGS+=("$arg") ;;
-   esac
-done
+# shellcheck source=scripts/launch_common.sh
+source "$SCRIPT_DIR/launch_common.sh"
+parse_launch_args "$0" "$@"
 
-die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 (( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
 # hybrid engine: the vLLM engines cover exactly the actor's GPUs
 VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))
@@ -133,44 +126,7 @@ LOG_ARGS=(
    --eval.steps -1
 )
 
-LAUNCH=()
-if [[ -n $RAY_JOB_ADDRESS ]]; then
-   LAUNCH=(ray job submit --address="$RAY_JOB_ADDRESS" --)
-fi
-CMD=(
-   "${LAUNCH[@]}" "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray
-   "${RESOURCE_ARGS[@]}" "${MODEL_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAIN_ARGS[@]}"
+run_launcher \
+   "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray \
+   "${RESOURCE_ARGS[@]}" "${MODEL_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAIN_ARGS[@]}" \
    "${RRL_ARGS[@]}" "${CKPT_ARGS[@]}" "${LOG_ARGS[@]}" "${EXTRA_ARGS[@]}"
-)
-
-# QUOTED=the word, quoted for the shell only when it needs it.
-quote_word() {
-   local safe='^[A-Za-z0-9_./:=,+@%-]+$'
-   if [[ $1 =~ $safe ]]; then QUOTED=$1; else QUOTED="'${1//\'/\'\\\'\'}'"; fi
-}
-
-# The command as one shell command: a line per flag with its values, continued with backslashes.
-print_command() {
-   local word line=''
-   for word in "$@"; do
-      if [[ $word == --* && -n $line ]]; then
-         printf '%s \\\n' "$line"
-         line='   '
-      elif [[ -n $line ]]; then
-         line+=' '
-      fi
-      quote_word "$word"
-      line+=$QUOTED
-   done
-   printf '%s\n' "$line"
-}
-
-if (( DRY_RUN )); then
-   echo "# dry run: the command below is not run"
-   print_command "${CMD[@]}"
-   exit 0
-fi
-
-mkdir -p "$SAVE_PATH"
-print_command "${CMD[@]}"
-exec "${CMD[@]}"
