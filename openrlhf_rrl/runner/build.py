@@ -94,4 +94,11 @@ def build_run(cfg, args: dict, metrics_path, ckpt_dir, progress=None):
                             device=args.get("device", "cpu"))
     critic = value_model_from_policy(policy).to(args.get("device", "cpu")) if cfg.estimator == "gae" else None
     cfg = replace(cfg, max_new_tokens=args.get("max_new_tokens") or task.max_new_tokens)
-    return Trainer(cfg, task, policy, task.tokenizer, metrics_path, critic=critic, ckpt_dir=ckpt_dir, progress=progress)
+    engine = None
+    if args.get("engine", "transformers") == "vllm":
+        from openrlhf_rrl.runner.vllm_engine import VllmSampler
+
+        max_len = min(2048, getattr(policy.config, "max_position_embeddings", 2048))
+        engine = VllmSampler(policy, max_model_len=max_len, work_dir=str(Path(ckpt_dir) / "vllm"), seed=cfg.seed)
+    return Trainer(cfg, task, policy, task.tokenizer, metrics_path, critic=critic, ckpt_dir=ckpt_dir,
+                   progress=progress, engine=engine)

