@@ -38,14 +38,20 @@ def damaged(lines):
     yield "not a buffer file", (['{"step": 3}'] + lines[1:], "not an openrlhf-rrl-buffer file")
 
 
-@pytest.mark.parametrize("case", [c for c, _ in damaged(["h", "a", "b", "e"])])
-def test_damaged_file_resume_fails_cleanly(case, make_state, tmp_path):
+def write_damaged(case, make_state, tmp_path):
+    """A good buffer file damaged as `case` says: (path, its bytes, the expected reason)."""
     good = tmp_path / "good.jsonl"
     saved_replay(make_state, good)
     bad_lines, why = dict(damaged(good.read_text().splitlines()))[case]
     bad = tmp_path / "bad.jsonl"
     data = ("\n".join(bad_lines) + "\n").encode()
     bad.write_bytes(data)
+    return bad, data, why
+
+
+@pytest.mark.parametrize("case", [c for c, _ in damaged(["h", "a", "b", "e"])])
+def test_damaged_file_resume_fails_cleanly(case, make_state, tmp_path):
+    bad, data, why = write_damaged(case, make_state, tmp_path)
 
     rrl = RetrospectiveReplay(RRLConfig(enable=True))
     rrl.buffer.add(make_state("mine", (5,)))
@@ -60,12 +66,7 @@ def test_damaged_file_resume_fails_cleanly(case, make_state, tmp_path):
 
 @pytest.mark.parametrize("case", [c for c, _ in damaged(["h", "a", "b", "e"])])
 def test_damaged_file_inspect_says_one_line_and_exits_2(case, make_state, tmp_path, capsys):
-    good = tmp_path / "good.jsonl"
-    saved_replay(make_state, good)
-    bad_lines, why = dict(damaged(good.read_text().splitlines()))[case]
-    bad = tmp_path / "bad.jsonl"
-    data = ("\n".join(bad_lines) + "\n").encode()
-    bad.write_bytes(data)
+    bad, data, why = write_damaged(case, make_state, tmp_path)
     out_html = tmp_path / "page.html"
     assert inspect_main([str(bad), "--html", str(out_html)]) == 2
     err = capsys.readouterr().err
