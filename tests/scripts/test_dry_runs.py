@@ -38,12 +38,18 @@ SCRIPT_VARS = ("MODEL_PATH", "CRITIC_PATH", "DATASET_PATH", "INPUT_KEY", "LABEL_
 
 # ---- running the scripts -------------------------------------------------------------------
 
+def record_call(name: str, log: Path) -> str:
+    """Bash that appends `name<TAB>arg<TAB>arg...` to `log` as ONE write, so that stand-ins running
+    at the same time (the Ray daemons start in the background) never interleave within a line."""
+    return f'line=$(printf %s "{name}"; printf "\\t%s" "$@"); printf "%s\\n" "$line" >> "{log}"\n'
+
+
 def fake_bin(directory: Path, log: Path, names=("python3", "ray", "srun", "scontrol", "sbatch", "pip")) -> Path:
     """Stand-ins for every program a script could start: each records its call in `log`."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = directory / name
-        path.write_text(f'#!/usr/bin/env bash\n{{ printf %s "{name}"; printf "\\t%s" "$@"; echo; }} >> "{log}"\n')
+        path.write_text("#!/usr/bin/env bash\n" + record_call(name, log))
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return directory
 
@@ -359,16 +365,16 @@ def test_slurm_job_runs_the_dry_run_commands_in_order(tmp_path):
     fakes = fake_bin(tmp_path / "bin", log, names=("ray", "srun", "python3"))
     (fakes / "scontrol").write_text('#!/usr/bin/env bash\nprintf "gpu01\\ngpu02\\ngpu03\\n"\n')
     (fakes / "srun").write_text(
-        f'#!/usr/bin/env bash\n{{ printf srun; printf "\\t%s" "$@"; echo; }} >> "{log}"\n'
+        "#!/usr/bin/env bash\n" + record_call("srun", log) +
         'for a in "$@"; do [ "$a" = hostname ] && echo "10.0.0.1 fe80::1"; done; exit 0\n')
     # the wait step, like the real one, returns once every node's Ray daemon has started
     (fakes / "python3").write_text(
-        f'#!/usr/bin/env bash\n{{ printf python3; printf "\\t%s" "$@"; echo; }} >> "{log}"\n'
-        f'for _ in $(seq 200); do [ "$(grep -c "\tstart\t" "{log}")" -ge 3 ] && exit 0; sleep 0.05; done; exit 1\n')
+        "#!/usr/bin/env bash\n" + record_call("python3", log) +
+        f'for _ in $(seq 600); do [ "$(grep -o "\tstart\t" "{log}" | wc -l)" -ge 3 ] && exit 0; sleep 0.05; done; exit 1\n')
     for f in fakes.iterdir():
         f.chmod(0o755)
     env = {"SLURM_JOB_NODELIST": "gpu[01-03]", "SLURM_JOB_NUM_NODES": "3", "SLURM_CPUS_PER_TASK": "32",
-           "RAY_HEAD_WAIT_S": "0", "SAVE_PATH": str(tmp_path / "save")}
+           "RAY_HEAD_WAIT_S": "0", "RAY_WAIT_S": "30", "SAVE_PATH": str(tmp_path / "save")}
     proc = run_script("slurm_train_rrl.sbatch", env=env, cwd=tmp_path, fakes=fakes)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = [line.split("\t") for line in log.read_text().splitlines()]
