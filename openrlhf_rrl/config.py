@@ -19,8 +19,10 @@ from .core.errors import RRLConfigError
 from .core.policies import POLICY_NAMES
 from .core.schedules import SCHEDULE_KINDS
 from .core.scoring import SCORER_NAMES
+from .core.step_checker import is_url
 
 CUT_CONTROL_MODES = ("auto", "on", "off")
+LOSS_NORMS = ("response", "trained")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class RRLConfig:
     untried_ttl: int = 50
     restart_temperature: float | None = None
     train_prefix: bool = False
+    loss_norm: str = "response"  # response (count a restart's prefix in the token-mean) or trained
     buffer_path: str | None = None
     seed: int = 0
 
@@ -146,6 +149,8 @@ class _Spec:
         if k == "pyfile":
             if not isinstance(v, str) or not v.strip():
                 self.fail(name, v)
+            if is_url(v):  # a served checker: contacted at the first check, not while parsing
+                return v.strip()
             if not os.path.isfile(v):
                 raise RRLConfigError(f"--rrl_{name}: step checker file not found: {v}")
             return v
@@ -241,11 +246,15 @@ _SPECS: dict[str, _Spec] = {
                     "(longest verified prefix; needs a step checker), entropy (ExTra), mc (reward, then the "
                     "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw). "
                     "Use checker when a step checker exists, critic with a PPO critic, else reward or mc."),
-    "step_checker": _Spec("pyfile", "a path to a .py file or none",
+    "step_checker": _Spec("pyfile", "a path to a .py file, an http(s) URL, or none",
                           "A Python file defining step_checker(prompt_ids, response_ids, label) -> how many leading "
                           "response tokens are verified correct (an int), or (tokens, steps); loaded like an OpenRLHF "
-                          "reward file. Used when the code passes no checker, by the checker scorer, the passrate "
-                          "policy's head starts and handicaps, and cut control. Set it when your task can check "
+                          "reward file. Or the http(s) URL of a served process reward model (like "
+                          "--reward.remote_url), which gets a POST of JSON {\"prompt_ids\": [[...], ...], "
+                          "\"response_ids\": [[...], ...], \"labels\": [...]} (token ids) and answers "
+                          "{\"verified_tokens\": [int, ...]}, optionally with \"steps\". Used when the code passes "
+                          "no checker, by the checker scorer, the passrate policy's head starts and handicaps, and cut "
+                          "control. Set it when your task can check "
                           "partial solutions (a process reward).", none_ok=True),
     "policy": _Spec("str", "one of " + ", ".join(POLICY_NAMES),
                     "Which entries restart: promise (the paper: by priority), passrate (Prefix Sampling, both ways: "
@@ -303,6 +312,14 @@ _SPECS: dict[str, _Spec] = {
     "train_prefix": _Spec("flag", "a flag", "Also train on the replayed prefix tokens, with the stored rollout "
                           "log-probs and importance correction; off (default) masks them as prompt-side context. "
                           "Leave it off unless you study it: the prefix was sampled by an older policy."),
+    "loss_norm": _Spec("str", "one of " + ", ".join(LOSS_NORMS),
+                       "What the token-mean policy loss divides by. response: the action tokens plus each restart "
+                       "row's masked prefix tokens, so a restart row's token weighs what it would had the whole "
+                       "response been sampled this step and replay does not enlarge the update; trained: the action "
+                       "tokens only (OpenRLHF's own), so the more of a batch is restarts, the more each trained "
+                       "token weighs. With --rrl_train_prefix the prefix is trained and both are the same. In "
+                       "OpenRLHF it applies to --actor.loss_agg_mode token-mean and needs --train.dynamic_batch_enable "
+                       "off. Keep response unless you compare the two.", choices=LOSS_NORMS),
     "buffer_path": _Spec("str", "a path", "Where the buffer is saved and resumed from (JSON lines); none "
                          "keeps it in memory only. Set it to resume a job with its buffer and to review it with "
                          "rrl-inspect (the review file goes beside it).", none_ok=True),

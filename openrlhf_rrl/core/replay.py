@@ -29,7 +29,8 @@ from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
 from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
-from .scoring import _as_list, load_step_checker, make_scorer
+from .scoring import _as_list, make_scorer
+from .step_checker import load_step_checker
 from .trajectory import Trajectory
 
 # Two candidates of one prompt whose prefixes differ in length by at most this many tokens are
@@ -43,7 +44,9 @@ class RetrospectiveReplay:
     def __init__(self, config, step_checker=None, stop_token_ids=()):
         """config: an RRLConfig. step_checker(prompt_ids, response_ids, label) -> verified tokens (int) or
         (tokens, steps); used to fill Trajectory.verified_tokens when missing (checker scorer, passrate
-        policy, cut control); None: the one in config.step_checker's file, if any.
+        policy, cut control); None: the one config.step_checker names (a .py file or a served checker's
+        http(s) URL), if any. A checker with check_many(prompt_ids_list, response_ids_list, labels) -> one
+        verdict per response gets all of a step's failed rollouts in one call.
         stop_token_ids: the tokenizer's EOS (and turn-end) ids; no retained prefix may contain one."""
         self.config = config
         c = config
@@ -126,6 +129,7 @@ class RetrospectiveReplay:
 
         fresh_info, restart_info = [], []
         candidates = []
+        mined = []  # (group, its success rate, handicap?) of the fresh groups that may give candidates
         # fresh groups first, so that a prompt solved from scratch this step is not counted as revived
         for plan, group in zip(plans, trajectories):
             if plan.is_restart or not group:
@@ -141,20 +145,25 @@ class RetrospectiveReplay:
                 continue
             self.buffer.record_fresh(key, rate, step)
             if rate < c.hard_threshold:
-                for t in group:
-                    t = self._prepared(t, rate)
+                mined.append((group, rate, False))
+            elif self.both_ways and rate > 1.0 - c.hard_threshold:
+                mined.append((group, rate, True))
+        # one step checker call for the whole step when it can take a batch (a served checker: one POST)
+        self._verify([t for group, _, _ in mined for t in group])
+        for group, rate, handicap in mined:
+            for t in group:
+                if not handicap:
+                    t.group_success_rate = rate
                     for cut, score in self.scorer.scored(t):
                         # passrate: a head start is a successful or a verified-correct prefix
                         if not self.both_ways or t.success or (t.verified_tokens is not None
                                                                and cut <= t.verified_tokens):
                             candidates.append((score, cut, t, False))
-            elif self.both_ways and rate > 1.0 - c.hard_threshold:
-                for t in group:
-                    if not t.success:
-                        t = self._prepared(t, rate)
-                        cut = self._handicap_cut(t)
-                        if cut is not None:
-                            candidates.append((rate, cut, t, True))
+                elif not t.success:
+                    t.group_success_rate = rate
+                    cut = self._handicap_cut(t)
+                    if cut is not None:
+                        candidates.append((rate, cut, t, True))
 
         restart_wins = restart_total = 0
         for plan, group in zip(plans, trajectories):
@@ -208,19 +217,26 @@ class RetrospectiveReplay:
         self._plan_seconds = 0.0
         return m.to_dict()
 
-    def _prepared(self, t: Trajectory, rate: float) -> Trajectory:
-        """The trajectory with its group's success rate and, for the checker scorer, its verified
-        prefix, filled in place (a copy per trajectory was a measurable share of the bookkeeping).
-        Only failed rollouts are checked: verified prefixes of successful ones are the whole response."""
-        t.group_success_rate = rate
-        if (t.verified_tokens is None and not t.success and self.step_checker is not None
-                and self._wants_verified):
-            out = self.step_checker(t.prompt_ids, t.response_ids, t.label)
+    def _verify(self, ts: list[Trajectory]) -> None:
+        """Fill in place (a copy per trajectory was a measurable share of the bookkeeping) the verified
+        prefix of each failed rollout in `ts` that lacks one, when the step checker is needed (checker
+        scorer, passrate policy, cut control): one check_many call when the checker has one (a served
+        checker), else one call per rollout. Verified prefixes of successful ones are the whole response."""
+        if self.step_checker is None or not self._wants_verified:
+            return
+        todo = [t for t in ts if t.verified_tokens is None and not t.success]
+        if not todo:
+            return
+        many = getattr(self.step_checker, "check_many", None)
+        if many is not None:
+            outs = many([t.prompt_ids for t in todo], [t.response_ids for t in todo], [t.label for t in todo])
+        else:
+            outs = [self.step_checker(t.prompt_ids, t.response_ids, t.label) for t in todo]
+        for t, out in zip(todo, outs):
             if isinstance(out, tuple):
                 t.verified_tokens, t.verified_steps = out
             else:
                 t.verified_tokens = out
-        return t
 
     def _handicap_cut(self, t: Trajectory) -> int | None:
         """Where the failed rollout `t` of a mostly passing prompt becomes a handicap (cuts.handicap_cut)."""

@@ -13,8 +13,7 @@ picks its cuts among the allowed positions, so a limit never silently empties a 
   mc       like reward, but the score is replaced by the restart pass rate (Monte-Carlo refresh).
   file:x.py  score_func(prompt_ids, response_ids, reward, label, **kw) -> [(cut, score), ...].
 
-A step checker (--rrl_step_checker x.py: step_checker(prompt_ids, response_ids, label) -> verified tokens,
-or (tokens, steps)) is loaded the same way as a file scorer (load_step_checker).
+Step checkers (--rrl_step_checker: a .py file or a served process reward model) live in step_checker.py.
 """
 
 from __future__ import annotations
@@ -229,35 +228,6 @@ def load_user_function(path: str, name: str, flag: str, what: str, signature: st
     if not callable(fn):
         raise RRLConfigError(f"{flag}: {path} defines no {signature}")
     return fn
-
-
-class FileStepChecker:
-    """--rrl_step_checker file.py: step_checker(prompt_ids, response_ids, label) -> how many leading response
-    tokens are verified correct (an int), or (tokens, steps). None means "cannot tell" (no verified prefix)."""
-
-    def __init__(self, path: str):
-        self.path = os.fspath(path)
-        self.fn = load_user_function(self.path, "step_checker", "--rrl_step_checker", "step checker file",
-                                     "step_checker(prompt_ids, response_ids, label)")
-
-    def __call__(self, prompt_ids, response_ids, label):
-        out = self.fn(_as_list(prompt_ids), _as_list(response_ids), label)
-        if out is None or _is_count(out):
-            return out
-        if isinstance(out, tuple) and len(out) == 2 and (out[0] is None or _is_count(out[0])) and (
-                out[1] is None or _is_count(out[1])):
-            return out
-        raise RRLConfigError(f"--rrl_step_checker: {self.path}: step_checker returned {out!r:.60}; expected "
-                             f"verified tokens (an int >= 0), (tokens, steps) or None")
-
-
-def _is_count(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def load_step_checker(path: str) -> FileStepChecker:
-    """The step checker of --rrl_step_checker, ready to call; RRLConfigError naming the flag when unusable."""
-    return FileStepChecker(path)
 
 
 _SCORERS = {"critic": CriticScorer, "reward": RewardScorer, "checker": CheckerScorer,

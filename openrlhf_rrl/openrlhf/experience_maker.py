@@ -3,7 +3,9 @@ batch, hand every group to the buffer (candidates from hard fresh groups, outcom
 
 Nothing of OpenRLHF's experience is changed: make_experience_batch runs as it is, and the buffer
 reads from its result the token ids, the raw reward, the critic's values (PPO with GAE) and the
-rollout log-probs (or the actor's, when vLLM did not return them) of each sample.
+rollout log-probs (or the actor's, when vLLM did not return them) of each sample. One per-sample
+count is added to each experience's info: the restart prefix tokens outside the action mask, which
+the actor's loss normaliser counts with --rrl_loss_norm response (policy_actor.py).
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import json
 import os
 
+import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
 AUDIT_LOG_ENV = "RRL_ROLLOUT_LOG"  # a JSONL path: one line per restart sample, for review and the tests
+# Experience.info key: per sample, its restart prefix tokens outside the action mask (0 for fresh rows, and
+# for every row with --rrl_train_prefix). OpenRLHF splits and merges info per sample on the way through
+# its replay buffer, so the count reaches the actor with its row; the actor logs info keys as step metrics
+# (the per-sample mean).
+MASKED_PREFIX_KEY = "rrl/masked_prefix_tokens"
 
 
 def _row(tensor, b, start, length):
@@ -31,6 +39,8 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
 
     def make_experience_batch(self, rollout_samples):
         experiences = super().make_experience_batch(rollout_samples)
+        for e in experiences:
+            e.info[MASKED_PREFIX_KEY] = self.masked_prefix_tokens(rollout_samples, e)
         groups, glue = self.groups(rollout_samples, experiences)
         metrics = self.buffer.observe(groups)
         metrics.update(glue)
@@ -40,6 +50,23 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
     def pop_metrics(self) -> dict:
         metrics, self._metrics = self._metrics, {}
         return metrics
+
+    @staticmethod
+    def masked_prefix_tokens(rollout_samples, e) -> torch.Tensor:
+        """(B,) float: per row of `e`, the restart prefix tokens in its sequence outside its action mask."""
+        counts = []
+        for b, i in enumerate(e.index):
+            tag = getattr(rollout_samples[i], "rrl", None) or {}
+            n, p = int(tag.get("prefix_len") or 0), tag.get("prompt_len")
+            if n and p:
+                p = int(p)
+                n = max(0, min(n, int(e.attention_mask[b].sum().item()) - p))  # as much of it as the row holds
+                # response token j sits at action index p - 1 + j
+                n -= int(e.action_mask[b, p - 1:p - 1 + n].sum().item())
+            else:
+                n = 0
+            counts.append(float(n))
+        return torch.tensor(counts, dtype=torch.float32)
 
     # ------------------------------------------------------------------ building the buffer's view
     def groups(self, rollout_samples, experiences):

@@ -3,10 +3,13 @@
 train() imports PPOTrainer / PPOTrainerAsync lazily and create_vllm_engines() reads RolloutRayActor
 from its module at call time, so replacing those three module attributes before train() runs is
 enough; Ray ships the subclasses to the workers by reference (openrlhf_rrl is importable there).
+train_ppo_ray binds PolicyModelActor by `from ... import` when its module runs, before train():
+that swap (replay_policy_actor) wraps the run of that module instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import ray
@@ -25,3 +28,18 @@ def install_replay(args, config) -> None:
     sync_trainer.PPOTrainer = ray.remote(ReplayPPOTrainer)
     async_trainer.PPOTrainerAsync = ray.remote(ReplayPPOTrainerAsync)
     vllm_engine.RolloutRayActor = ray.remote(ReplayRolloutActor)
+
+
+@contextlib.contextmanager
+def replay_policy_actor():
+    """OpenRLHF's PolicyModelActor replaced by the replay-aware one (same Ray options) for the duration."""
+    import openrlhf.trainer.ray.ppo_actor as ppo_actor
+
+    from .policy_actor import ReplayPolicyModelActor
+
+    original = ppo_actor.PolicyModelActor
+    ppo_actor.PolicyModelActor = ray.remote(**original._default_options)(ReplayPolicyModelActor)
+    try:
+        yield
+    finally:
+        ppo_actor.PolicyModelActor = original

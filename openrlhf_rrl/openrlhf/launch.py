@@ -3,7 +3,8 @@
 Order: parse (OpenRLHF's parser + RRL flags), check RRL options against the run (one-line error
 naming the flag), start the CPU mode's local Ray if asked, then run OpenRLHF's __main__ block as it
 is. At the first call train() makes after OpenRLHF's own validation (get_strategy(args)), the CPU
-mode switches GPU-only options off and RRL swaps in its classes. Without --rrl_enable (and without
+mode switches GPU-only options off and RRL swaps in its classes (the policy actor's swap wraps the
+whole run: train_ppo_ray imports that class when its module runs). Without --rrl_enable (and without
 CPU mode) nothing of OpenRLHF's run changes: the same args, the same classes.
 """
 
@@ -92,7 +93,13 @@ def main(argv=None) -> int:
 
                 install_replay(args, resolve_rrl_config(args, scorer_given))
 
-        with _before_strategy(prepare):
+        if enabled:  # train_ppo_ray binds PolicyModelActor when its module runs: swap it for the whole run
+            from .install import replay_policy_actor
+
+            policy_actor = replay_policy_actor()
+        else:
+            policy_actor = contextlib.nullcontext()
+        with _before_strategy(prepare), policy_actor:
             arguments.run_openrlhf_main(namespace)
     except (RRLConfigError, cpu.CpuModeError) as e:
         print(f"openrlhf_rrl.cli.train_ppo_ray: error: {e}", file=sys.stderr)

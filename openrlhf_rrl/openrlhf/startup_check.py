@@ -50,6 +50,10 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
         raise RRLConfigError("--rrl_train_prefix: the replayed prefix was sampled by an older policy; it needs "
                              "--algo.advantage.is_correction_level token or seq so its stored rollout log-probs "
                              "are importance-corrected")
+    if config.loss_norm == "response" and args.train.dynamic_batch_enable:
+        raise RRLConfigError("--rrl_loss_norm: response is not supported with --train.dynamic_batch_enable (its "
+                             "loss normaliser is computed in the replay buffer); use --rrl_loss_norm trained or "
+                             "turn dynamic batching off")
     if not args.vllm.num_engines:
         raise RRLConfigError("--rrl_enable: restarts run on the vLLM engines; set --vllm.num_engines >= 1")
     if getattr(args.data, "max_images_per_prompt", 0) > 0:

@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--algo.kl.init_coef", dest="kl_coef", type=float, default=0.0, help="KL penalty to the warm model")
     g.add_argument("--actor.learning_rate", dest="lr", type=float, default=3e-4, help="policy Adam learning rate")
     g.add_argument("--critic.learning_rate", dest="critic_lr", type=float, default=1e-3, help="critic learning rate (gae)")
-    g.add_argument("--actor.loss_norm", dest="loss_norm", default="response", choices=["response", "trained"],
-                   help="response: average a restart row's loss as if its prefix were sampled too, so replay does not "
-                        "enlarge the update; trained: average over trained tokens only")
+    # an alias of --rrl_loss_norm (one option, read by the trainer from its RRLConfig); its default is that flag's
+    g.add_argument("--actor.loss_norm", dest="rrl_loss_norm", default=argparse.SUPPRESS, choices=["response", "trained"],
+                   help="alias of --rrl_loss_norm: response averages a restart row's loss as if its prefix were sampled "
+                        "too, so replay does not enlarge the update; trained averages over trained tokens only")
     g.add_argument("--actor.eps_clip", dest="eps_clip", type=float, default=0.2, help="PPO clip range")
     g.add_argument("--eval.steps", dest="eval_every", type=int, default=None, help="eval every N steps")
     g.add_argument("--ckpt.save_steps", dest="ckpt_every", type=int, default=50, help="checkpoint every N steps (resume)")
@@ -145,7 +146,7 @@ def job_configs(args, rrl: RRLConfig):
         steps=args.steps, prompts_per_step=args.prompts_per_step, n_samples=args.n_samples,
         temperature=args.temperature, hard_temperature=args.hard_temperature, estimator=args.estimator,
         no_std_norm=args.no_std_norm, kl_coef=args.kl_coef, lr=args.lr, critic_lr=args.critic_lr,
-        is_correction=args.is_correction, loss_norm=args.loss_norm, eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
+        is_correction=args.is_correction, eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
     )
     jobs = []
     for seed in range(args.seed0, args.seed0 + args.seeds):

@@ -54,10 +54,7 @@ class TrainConfig:
     critic_lr: float = 1e-3  # --critic.learning_rate
     grad_clip: float = 1.0
     is_correction: bool = False  # OpenRLHF's rollout IS correction for rows sampled at a temperature != 1
-    # "response": a restart row's loss is averaged as if its prefix were part of the response, so
-    # replay does not enlarge the update (its rows hold fewer trained tokens); "trained": plain
-    # average over trained tokens (OpenRLHF's token-level loss without a global count).
-    loss_norm: str = "response"
+    # the loss normalisation of restart rows is rrl.loss_norm (--rrl_loss_norm, alias --actor.loss_norm)
     eval_every: int = 50
     eval_size: int = 512
     ckpt_every: int = 0
@@ -100,8 +97,6 @@ class Trainer:
         samples on vLLM and gets the new weights after every update."""
         if cfg.estimator not in orl.ESTIMATORS:
             raise ValueError(f"--algo.advantage.estimator: expected one of {', '.join(orl.ESTIMATORS)}, got {cfg.estimator!r}")
-        if cfg.loss_norm not in ("response", "trained"):
-            raise ValueError(f"--actor.loss_norm: expected response or trained, got {cfg.loss_norm!r}")
         if cfg.estimator == "gae" and critic is None:
             raise ValueError("--algo.advantage.estimator gae needs a critic")
         if engine is not None and cfg.is_correction:
@@ -285,7 +280,7 @@ class Trainer:
         view.copy_(torch.where(batch.continuation_mask.to(dev), roll.sampling_logprobs.to(dev), view))
         loss, clip_ratio, ppo_kl, is_kl, _ = self.policy_loss(
             log_probs, old, advantages, action_mask=mask, rollout_log_probs=rollout_lp if cfg.is_correction else None,
-            batch_num_tokens=loss_denominator(mask, roll.prefix_ids, cfg.loss_norm, cfg.rrl.train_prefix))
+            batch_num_tokens=loss_denominator(mask, roll.prefix_ids, cfg.rrl.loss_norm, cfg.rrl.train_prefix))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
@@ -413,12 +408,13 @@ def loss_denominator(mask: torch.Tensor, prefix_ids: list[list[int]], mode: str,
     A restart row trains on its continuation only. Averaging over trained tokens alone would give
     each of them more weight the more of the batch is restarts, so the same advantages would move
     the policy further under replay. Counting the (untrained) prefix tokens as well keeps the weight
-    of a token what it would be had the whole response been sampled in this step."""
+    of a token what it would be had the whole response been sampled in this step. `mode` is
+    --rrl_loss_norm (--actor.loss_norm): "response" counts the prefix, "trained" does not."""
     trained = float(mask.sum())
     if mode == "trained" or train_prefix:
         return max(trained, 1.0)
     if mode != "response":
-        raise ValueError(f"--actor.loss_norm: expected response or trained, got {mode!r}")
+        raise ValueError(f"--rrl_loss_norm: expected response or trained, got {mode!r}")
     return max(trained + sum(len(p) for p in prefix_ids), 1.0)
 
 

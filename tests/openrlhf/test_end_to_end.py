@@ -48,6 +48,9 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     # weight sync really happened: the policy moved, and vLLM's log-probs kept up with the trainer's
     assert max(abs(s["vllm_kl"]) for s in run.steps) < SYNCED_VLLM_KL, [s["vllm_kl"] for s in run.steps]
     assert max(s["actor_grad_norm"] for s in run.steps) > 0
+    # each restart row's masked prefix reached the policy actor, whose loss normaliser counts it (--rrl_loss_norm)
+    assert "--rrl_loss_norm response: the token-mean counts restart prefix tokens" in run.output
+    assert max(s.get("rrl/masked_prefix_tokens", 0.0) for s in run.steps) > 0
 
     restarts = read_jsonl(audit)
     calls = read_jsonl(rewards)

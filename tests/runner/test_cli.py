@@ -40,6 +40,19 @@ def test_quick_preset_and_dotted_flags():
     assert (args.steps, args.seeds, args.prompts_per_step) == (60, 2, 16)
 
 
+def test_actor_loss_norm_is_an_alias_of_rrl_loss_norm():
+    from openrlhf_rrl.runner.cli import job_configs
+
+    for argv, expected in (([], "response"), (["--actor.loss_norm", "trained"], "trained"),
+                           (["--rrl_loss_norm", "trained"], "trained"), (["--rrl.loss_norm", "trained"], "trained")):
+        args, rrl = parse(argv)
+        assert rrl.loss_norm == expected
+        assert {j["cfg"].rrl.loss_norm for j in job_configs(args, rrl)} == {expected}  # what the trainer reads
+    with pytest.raises(SystemExit):  # argparse's choices, naming --actor.loss_norm
+        parse(["--actor.loss_norm", "nope"])
+    assert main(["--rrl_loss_norm", "nope"]) == 2
+
+
 @pytest.mark.slow
 def test_small_demo_writes_table_plot_and_metrics(tmp_path):
     out = tmp_path / "demo"
