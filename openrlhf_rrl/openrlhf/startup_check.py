@@ -45,7 +45,7 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
         raise RRLConfigError(f"--rrl_scorer: {config.scorer} is not available with OpenRLHF (its experiences carry "
                              f"no token entropies); use {', '.join(OPENRLHF_SCORERS)} or file:path.py")
     if config.scorer == "checker" and not config.step_checker:
-        raise RRLConfigError("--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py")
+        raise RRLConfigError("--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py or the URL of a served one")
     if config.train_prefix and args.algo.advantage.is_correction_level == "off":
         raise RRLConfigError("--rrl_train_prefix: the replayed prefix was sampled by an older policy; it needs "
                              "--algo.advantage.is_correction_level token or seq so its stored rollout log-probs "

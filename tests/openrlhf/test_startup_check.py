@@ -34,7 +34,7 @@ def test_scorer_defaults_to_the_critic_when_the_run_has_one(parse):
 @pytest.mark.parametrize("argv,message", [
     (["--algo.advantage.estimator", "reinforce", "--rrl_scorer", "critic"],
      "--rrl_scorer: critic needs a critic, and --algo.advantage.estimator reinforce has none"),
-    (["--rrl_scorer", "checker"], "--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py"),
+    (["--rrl_scorer", "checker"], "--rrl_scorer: checker needs a step checker; give --rrl_step_checker file.py or the URL of a served one"),
     (["--rrl_scorer", "entropy"], "--rrl_scorer: entropy is not available with OpenRLHF"),
     (["--rrl_train_prefix"], "--rrl_train_prefix: the replayed prefix was sampled by an older policy"),
     (["--rrl_replay_share", "2"], "--rrl_replay_share: expected a number in [0, 1] or 'auto', got 2"),
