@@ -5,7 +5,8 @@ number of sampled sequences per step. Each arm is a name and a list of rrl-demo 
 compares every arm with the reference arm (--reference, default the best baseline by final mean
 when "best" is given) and is read off the same curves at each horizon (--horizons: H and 2H).
 
-    .venv/bin/python benchmarks/grid.py --out runs/grid                  # the default grid below
+    .venv/bin/python benchmarks/grid.py --task chain --out runs/grid-chain    # the default grids below
+    .venv/bin/python benchmarks/grid.py --task arithmetic --out runs/grid-arithmetic
     .venv/bin/python benchmarks/grid.py --seeds 5 --steps 800 --horizons 400,800 --device cuda \\
         --arm "baseline-hot2=--arms baseline --rollout.hard_temperature 2" --arm "rrl=--arms rrl"
 
@@ -24,15 +25,29 @@ from pathlib import Path
 from openrlhf_rrl.runner.cli import _pool_run, job_configs, parse, run_job, warm_job
 from openrlhf_rrl.runner.report import read_runs, write_report
 
-DEFAULT_ARMS = [
-    "baseline=--arms baseline",
-    "baseline-hot2=--arms baseline --rollout.hard_temperature 2",
-    "baseline-lr1e-4=--arms baseline --actor.learning_rate 1e-4",
+# The default grids: the baseline over learning rate x exploration (temperature 2 on hard prompts,
+# which beat temperature 1 at the default lr), each replay policy at the runner's defaults.
+_POLICIES = [
     "rrl=--arms rrl",
     "rrl-passrate=--arms rrl --rrl_policy passrate",
     "rrl-uncertainty=--arms rrl --rrl_policy uncertainty",
-    "rrl-auto=--arms rrl --rrl_replay_share auto",
 ]
+DEFAULT_GRIDS = {
+    # the hard task: H = 400, 2H = 800 steps
+    "chain": (800, "400,800", [
+        "baseline-hot2-lr1e-4=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-4",
+        "baseline-hot2=--arms baseline --rollout.hard_temperature 2",
+        "baseline-hot2-lr1e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3",
+        "baseline-hot2-lr3e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 3e-3",
+        "baseline-lr1e-3=--arms baseline --actor.learning_rate 1e-3",
+    ] + _POLICIES),
+    # the GSM8K-style task: already ~0.85 after warm-up, so the question is whether replay costs anything
+    "arithmetic": (200, "100,200", [
+        "baseline=--arms baseline",
+        "baseline-lr1e-4=--arms baseline --actor.learning_rate 1e-4",
+        "baseline-hot2=--arms baseline --rollout.hard_temperature 2",
+    ] + _POLICIES),
+}
 
 
 def main(argv=None) -> int:
@@ -40,19 +55,23 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/grid")
     p.add_argument("--task", default="chain")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--horizons", default="400,800", help="comma-separated steps to read the table at")
+    p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the task's grid's)")
+    p.add_argument("--horizons", default=None, help="comma-separated steps to read the table at (default: the "
+                                                    "task's grid's, H and 2H)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--reference", default="best", help="arm to compare with, or 'best': the baseline arm "
                                                        "with the highest final mean")
     p.add_argument("--arm", action="append", default=None, help='"name=rrl-demo flags" (repeatable)')
     args = p.parse_args(argv)
+    steps, horizons, arms = DEFAULT_GRIDS.get(args.task, DEFAULT_GRIDS["chain"])
+    args.steps = args.steps or steps
+    args.horizons = args.horizons or horizons
     out = Path(args.out)
     common = ["--task", args.task, "--seeds", str(args.seeds), "--train.num_steps", str(args.steps),
               "--eval.steps", "25", "--device", args.device, "--out", str(out), "--no_progress"]
     jobs, args_dict = [], None
-    for spec in args.arm or DEFAULT_ARMS:
+    for spec in args.arm or arms:
         name, _, flags = spec.partition("=")
         demo_args, rrl = parse(common + shlex.split(flags))
         for job in job_configs(demo_args, rrl):

@@ -33,7 +33,7 @@ def shellcheck():
 
 # the project's own shell scripts (set-up, tests, benchmarks, CI) are held to the same bar
 PROJECT_SCRIPTS = ["scripts/bootstrap.sh", "scripts/env.sh", "scripts/test.sh", "scripts/demo.sh",
-                   "benchmarks/gpu_grid.sh", ".ci/run"]
+                   "benchmarks/gpu_grid.sh", "benchmarks/fair_grid.sh", ".ci/run"]
 
 
 def test_project_scripts_pass_shellcheck(shellcheck):
