@@ -46,7 +46,8 @@ DEFAULT_GRIDS = {
         "baseline=--arms baseline",
         "baseline-lr1e-4=--arms baseline --actor.learning_rate 1e-4",
         "baseline-hot2=--arms baseline --rollout.hard_temperature 2",
-    ] + _POLICIES),
+    ] + _POLICIES + [  # and each policy at the lr that is best for the baseline here
+        f"{name}-lr1e-4={flags} --actor.learning_rate 1e-4" for name, flags in (a.split("=", 1) for a in _POLICIES)]),
 }
 
 
