@@ -4,7 +4,8 @@
 # rate x exploration and each replay policy, 5 seeds, every arm on the same warm models, prompt stream
 # and sampled sequences per step (benchmarks/grid.py's default grids). Each task writes results.md
 # (a table per horizon against the best baseline) and curves.png under OUT/<task>/.
-# About 50 + 45 minutes on 2 CPU cores; on a GPU machine add: --device cuda --workers 15.
+# About 1 hour (chain) + 1.5 hours (arithmetic) on 2 CPU cores, warm-ups included; on a GPU machine
+# add: --device cuda --workers 15.
 # Usage: bash benchmarks/fair_grid.sh [OUT] [extra grid.py flags]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
