@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from openrlhf_rrl.atomic import atomic_write_text
-from openrlhf_rrl.config import RRLConfig, add_rrl_arguments
+from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments
 from openrlhf_rrl.core.errors import RRLConfigError
 
 QUICK = {"steps": 60, "seeds": 2, "eval_every": 20, "eval_size": 256}
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--actor.learning_rate", dest="lr", type=float, default=3e-4, help="policy Adam learning rate")
     g.add_argument("--critic.learning_rate", dest="critic_lr", type=float, default=1e-3, help="critic learning rate (gae)")
     # an alias of --rrl_loss_norm (one option, read by the trainer from its RRLConfig); its default is that flag's
-    g.add_argument("--actor.loss_norm", dest="rrl_loss_norm", default=argparse.SUPPRESS, choices=["response", "trained"],
+    g.add_argument("--actor.loss_norm", dest="rrl_loss_norm", default=argparse.SUPPRESS, choices=LOSS_NORMS,
                    help="alias of --rrl_loss_norm: response averages a restart row's loss as if its prefix were sampled "
                         "too, so replay does not enlarge the update; trained averages over trained tokens only")
     g.add_argument("--actor.eps_clip", dest="eps_clip", type=float, default=0.2, help="PPO clip range")
