@@ -148,11 +148,14 @@ _activated = False
 
 
 def activate() -> None:
-    """Install the flash_attn stand-in and every patch's import hook in this process (idempotent)."""
+    """AMX state, the flash_attn stand-in and every patch's import hook, in this process (idempotent)."""
     global _activated
     if _activated:
         return
     from . import gpu_visible
+    from .amx import request_amx
+
+    request_amx()  # before any kernel of this process can run a tile instruction (amx.py says why)
     from .import_hooks import after_import, provide_lazily
 
     if gpu_visible():

@@ -52,6 +52,11 @@ def worker_env() -> dict:
     return env
 
 
+def ray_temp_dir() -> str:
+    """Where the CPU mode's Ray keeps its sessions (and so its per-process logs)."""
+    return os.environ.get("RRL_RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "rrl-ray")
+
+
 def start_local_ray(args) -> None:
     """Connect to the Ray cluster at RAY_ADDRESS if one is set (it must declare logical GPUs), else
     start a private local one for this run."""
@@ -67,7 +72,7 @@ def start_local_ray(args) -> None:
                                "RAY_ADDRESS), or start it with `ray start --head --num-gpus 8 --node-ip-address 127.0.0.1`")
         return
     gpus = logical_gpus_needed(args)
-    temp_dir = os.environ.get("RRL_RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "rrl-ray")
+    temp_dir = ray_temp_dir()
     os.makedirs(temp_dir, exist_ok=True)
     ray.init(address="local", num_cpus=gpus + 4, num_gpus=gpus, include_dashboard=False,
              _node_ip_address="127.0.0.1", _temp_dir=temp_dir, runtime_env={"env_vars": worker_env()},
@@ -83,7 +88,7 @@ def serve(num_gpus: int = 8) -> None:
     import ray
 
     os.environ.update(worker_env())
-    temp_dir = os.environ.get("RRL_RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "rrl-ray")
+    temp_dir = ray_temp_dir()
     os.makedirs(temp_dir, exist_ok=True)
     os.environ.pop("RAY_ADDRESS", None)
     ray.init(address="local", num_cpus=num_gpus + 4, num_gpus=num_gpus, include_dashboard=False,

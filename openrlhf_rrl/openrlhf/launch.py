@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import copy
 import sys
+import time
 
 from ..core.errors import RRLConfigError
 from . import arguments
@@ -40,6 +41,15 @@ def _hierarchized(namespace: argparse.Namespace):
     from openrlhf.utils.config import hierarchize
 
     return hierarchize(copy.deepcopy(namespace))
+
+
+def _print_root_cause(since: float) -> None:
+    from ..cpu.ray_local import ray_temp_dir
+    from ..cpu.ray_logs import report
+
+    text = report(ray_temp_dir(), since)
+    if text:
+        print(f"[openrlhf-rrl] CPU mode: the run failed; {text}", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -99,8 +109,14 @@ def main(argv=None) -> int:
             policy_actor = replay_policy_actor()
         else:
             policy_actor = contextlib.nullcontext()
-        with _before_strategy(prepare), policy_actor:
-            arguments.run_openrlhf_main(namespace)
+        started = time.time()
+        try:
+            with _before_strategy(prepare), policy_actor:
+                arguments.run_openrlhf_main(namespace)
+        except Exception:
+            if cpu_mode:  # the driver sees only the consequence of a dead worker: say what killed it
+                _print_root_cause(started)
+            raise
     except (RRLConfigError, cpu.CpuModeError) as e:
         print(f"openrlhf_rrl.cli.train_ppo_ray: error: {e}", file=sys.stderr)
         return 2

@@ -57,8 +57,8 @@ CPU_FLAGS = ["--vllm.sync_backend", "gloo", "--vllm.enforce_eager", "--ds.attn_i
 
 
 class Run:
-    def __init__(self, rc, output, seconds):
-        self.rc, self.output, self.seconds = rc, output, seconds
+    def __init__(self, rc, output, seconds, started=0.0):
+        self.rc, self.output, self.seconds, self.started = rc, output, seconds, started
         self.steps = []
         for line in output.splitlines():
             m = STEP_LINE.search(line)
@@ -67,7 +67,13 @@ class Run:
                 self.steps.append(eval(m.group(2), {"__builtins__": {}}, {"nan": float("nan"), "inf": float("inf")}))
 
     def tail(self, n=60):
-        return "\n".join(self.output.splitlines()[-n:])
+        """The last n lines, then what Ray's process logs say killed a worker (an engine's exit signal, a
+        traceback): the driver's own output shows only the consequence."""
+        from openrlhf_rrl.cpu.ray_local import ray_temp_dir
+        from openrlhf_rrl.cpu.ray_logs import report
+
+        cause = report(ray_temp_dir(), self.started) or "Ray's process logs name no cause"
+        return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause
 
 
 def run_module(module: str, argv, env_extra=None, timeout=420) -> Run:
@@ -76,7 +82,7 @@ def run_module(module: str, argv, env_extra=None, timeout=420) -> Run:
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    return Run(proc.returncode, proc.stdout, time.time() - t0)
+    return Run(proc.returncode, proc.stdout, time.time() - t0, started=t0)
 
 
 def run_launcher(argv, env_extra=None, timeout=420) -> Run:

