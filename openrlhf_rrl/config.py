@@ -57,6 +57,7 @@ class RRLConfig:
     retire_solved_rate: float = 0.75
     retire_dead_after: int = 16
     untried_ttl: int = 50
+    idle_warn_steps: int = 20
     restart_temperature: float | None = None
     train_prefix: bool = False
     loss_norm: str = "response"  # response (count a restart's prefix in the token-mean) or trained
@@ -287,8 +288,9 @@ _SPECS: dict[str, _Spec] = {
                                "buffer refuses longer states from any source (it does not clip them). Set it when long "
                                "prefixes crowd out the generation budget.", lo=0),
     "cut_every": _Spec("int", "an integer >= 1", "Token stride of cuts when no --rrl_boundary_tokens match "
-                       "(reward and mc scorers), and of cut control's moves. Lower it for short responses: a stride "
-                       "as long as the response gives no cut at all.", lo=1),
+                       "(reward and mc scorers), and of cut control's moves. Where the stride lands no cut inside a "
+                       "response (one shorter than it), those scorers cut it at 4 evenly spread fractions of its "
+                       "allowed range instead. Lower it for short step-structured responses.", lo=1),
     "boundary_tokens": _Spec("ids", "comma-separated token ids", "Token ids that end a reasoning step (e.g. the "
                              "newline id); cuts go right after them, and cut control moves one step at a time. Set "
                              "them for step-structured tasks."),
@@ -306,6 +308,10 @@ _SPECS: dict[str, _Spec] = {
     "untried_ttl": _Spec("int", "an integer >= 0", "Entries never restarted are retired (rrl/retired_untried) "
                          "this many steps after they were last found; 0 keeps them. Lower it when rrl/untried "
                          "keeps growing (buffer takeover).", lo=0),
+    "idle_warn_steps": _Spec("int", "an integer >= 0", "Warn (in the log, with the reason) after this many steps "
+                             "in a row that admitted no state and ran no restart, and again every as many more; "
+                             "rrl/idle_steps counts them. 0 turns the warning off. A replay run that stays idle is "
+                             "a baseline run: read the reason before comparing it with one.", lo=0),
     "restart_temperature": _Spec("float", "a number > 0 or none", "Sampling temperature of restart groups; "
                                  "none means the run's own. Raise it if restart groups fail or pass all together.",
                                  lo=0.0, lo_open=True, none_ok=True),

@@ -31,6 +31,7 @@ GROUPS = [
     ("Buffer policy: what is kept, replayed first, and retired", [
         "buffer_capacity", "per_prompt_capacity", "admit_per_step", "temperature", "restart_decay", "policy",
         "target_pass_rate", "cut_control", "retire_solved_rate", "retire_dead_after", "untried_ttl"]),
+    ("Watching it", ["idle_warn_steps"]),
     ("Training and files", ["train_prefix", "loss_norm", "buffer_path", "seed"]),
 ]
 

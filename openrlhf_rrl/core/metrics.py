@@ -33,6 +33,7 @@ class StepMetrics:
     admitted: int = 0  # new entries that entered the buffer this step
     cuts_moved_later: int = 0  # cut control: entries whose cut moved later this step (harder head start / handicap)
     cuts_moved_earlier: int = 0  # ... moved earlier
+    idle_steps: int = 0  # steps in a row that admitted nothing and ran no restart (core/idle_watch.py)
 
     def to_dict(self) -> dict:
         d = {
@@ -51,6 +52,7 @@ class StepMetrics:
             "rrl/admitted": self.admitted,
             "rrl/cuts_moved_later": self.cuts_moved_later,
             "rrl/cuts_moved_earlier": self.cuts_moved_earlier,
+            "rrl/idle_steps": self.idle_steps,
         }
         for reason in RETIRE_REASONS:
             d[f"rrl/retired_{reason}"] = self.retired.get(reason, 0)

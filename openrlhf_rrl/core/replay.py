@@ -24,6 +24,7 @@ from itertools import zip_longest
 from .buffer import RETIRE_REASONS, ReplayBuffer
 from .cuts import allowed_range, grid_cuts, handicap_cut, moved_cut
 from .errors import BufferFileError
+from .idle_watch import IdleWatch, StepCounts
 from .metrics import StepMetrics, is_informative
 from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
@@ -82,6 +83,7 @@ class RetrospectiveReplay:
         self.last_review: ReviewReport | None = None
         self._plan_seconds = 0.0
         self._retired_at_plan: dict | None = None
+        self.idle_watch = IdleWatch(c.idle_warn_steps, c)
 
     # ------------------------------------------------------------------ plan
     def plan(self, prompts: list[PromptRef], step: int) -> list[GroupPlan]:
@@ -129,6 +131,7 @@ class RetrospectiveReplay:
 
         fresh_info, restart_info = [], []
         candidates = []
+        counts = StepCounts()  # stage by stage, for the idle watch
         mined = []  # (group, its success rate, handicap?) of the fresh groups that may give candidates
         # fresh groups first, so that a prompt solved from scratch this step is not counted as revived
         for plan, group in zip(plans, trajectories):
@@ -151,10 +154,13 @@ class RetrospectiveReplay:
         # one step checker call for the whole step when it can take a batch (a served checker: one POST)
         self._verify([t for group, _, _ in mined for t in group])
         for group, rate, handicap in mined:
+            counts.mined_rollouts += len(group)
             for t in group:
+                counts.response_tokens += len(t.response_ids)
                 if not handicap:
                     t.group_success_rate = rate
                     for cut, score in self.scorer.scored(t):
+                        counts.cuts += 1
                         # passrate: a head start is a successful or a verified-correct prefix
                         if not self.both_ways or t.success or (t.verified_tokens is not None
                                                                and cut <= t.verified_tokens):
@@ -163,6 +169,7 @@ class RetrospectiveReplay:
                     t.group_success_rate = rate
                     cut = self._handicap_cut(t)
                     if cut is not None:
+                        counts.cuts += 1
                         candidates.append((rate, cut, t, True))
 
         restart_wins = restart_total = 0
@@ -201,7 +208,11 @@ class RetrospectiveReplay:
         m.candidates = len(candidates)
         if c.enable:
             self.buffer.retire_untried(step, c.untried_ttl)
+            refused_before = dict(self.buffer.counters)
             m.admitted = self._admit(candidates, self.admit_limit(len(plans)), step)
+            for field, counter in (("refused_invalid", "refused_invalid"), ("refused_known", "refused_retired"),
+                                   ("rejected", "rejected")):
+                setattr(counts, field, self.buffer.counters[counter] - refused_before[counter])
 
         m.informative_fresh_groups = sum(fresh_info) / len(fresh_info) if fresh_info else 0.0
         m.informative_restart_groups = sum(restart_info) / len(restart_info) if restart_info else 0.0
@@ -211,6 +222,14 @@ class RetrospectiveReplay:
         m.restart_success = restart_wins / restart_total if restart_total else 0.0
         m.replay_share = m.restart_groups / len(plans) if plans else 0.0
         m.buffer_size = len(self.buffer)
+        if c.enable:
+            counts.fresh_groups, counts.hard_groups, counts.candidates = len(fresh_info), len(mined), len(candidates)
+            counts.admitted, counts.restart_groups = m.admitted, m.restart_groups
+            counts.buffer_size, counts.target_share = m.buffer_size, m.target_share
+            warning = self.idle_watch.update(counts)
+            if warning:
+                log.warning("step %d: %s", step, warning)
+            m.idle_steps = self.idle_watch.idle_steps
         m.untried = sum(1 for e in self.buffer.entries() if e.restarts == 0)
         m.retired = {r: self.buffer.retired_counts.get(r, 0) - retired_before.get(r, 0) for r in RETIRE_REASONS}
         m.overhead_s = self._plan_seconds + time.perf_counter() - t0

@@ -5,8 +5,9 @@ an easy prompt needs no head start. Every scorer obeys the same length limits (c
 picks its cuts among the allowed positions, so a limit never silently empties a scorer's choice.
 
   critic   PPO: cut where the critic's value is highest; score = that value (the paper's rule).
-  reward   critic-free: cuts at step boundaries (or every K tokens); score = reward + a small bonus
-           for deeper cuts, so partial credit and rare successes rank first.
+  reward   critic-free: cuts at step boundaries, else every K tokens, else (a response shorter than the
+           stride) at evenly spread fractions of it; score = reward + a small bonus for deeper cuts, so
+           partial credit and rare successes rank first.
   checker  cut at the longest prefix a step checker verified, in failed rollouts; score = the
            verified fraction (worked best in DESIGN.md's measurements; needs a process checker).
   entropy  ExTra: cut before the most uncertain tokens; score = the entropy there.
@@ -158,7 +159,10 @@ class CriticScorer(BaseScorer):
 
 class RewardScorer(BaseScorer):
     def stride_or_boundary_cuts(self, traj, allowed):
-        return self._spread(grid_cuts(_as_list(traj.response_ids), allowed, self.boundary_tokens, self.cut_every))
+        grid = grid_cuts(_as_list(traj.response_ids), allowed, self.boundary_tokens, self.cut_every)
+        # a response shorter than the stride would give no cut at all (replay idle, silently): spread the
+        # cuts over its allowed range instead
+        return self._spread(grid or list(allowed))
 
     def scored_cuts(self, traj, allowed):
         n = len(traj.response_ids)

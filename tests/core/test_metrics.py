@@ -4,7 +4,7 @@ from openrlhf_rrl.core.metrics import StepMetrics, is_informative
 KEYS = {"rrl/buffer_size", "rrl/replay_share", "rrl/target_share", "rrl/restart_groups", "rrl/restart_success",
         "rrl/revived_prompts", "rrl/new_tokens_saved", "rrl/overhead_s", "rrl/informative_restart_groups",
         "rrl/informative_fresh_groups", "rrl/untried", "rrl/candidates", "rrl/admitted", "rrl/cuts_moved_later",
-        "rrl/cuts_moved_earlier"} | {
+        "rrl/cuts_moved_earlier", "rrl/idle_steps"} | {
         f"rrl/retired_{r}" for r in ("solved", "dead", "prompt_solved", "evicted", "banned", "stale", "untried")}
 
 

@@ -60,6 +60,17 @@ def test_reward_scorer_falls_back_to_every_k_and_spreads_at_most_max_cuts(make_t
     assert [len(s.prefix_ids) for s in sc.candidates(make_traj(response=RESP), 0)] == [5, 10, 15]
 
 
+def test_a_stride_longer_than_the_response_falls_back_to_fractions_of_it(make_traj):
+    """The launcher's defaults (stride 32) on a 9-token answer gave no cut at all: replay stayed idle."""
+    for name in ("reward", "mc"):
+        sc = make_scorer(name)  # every default: stride 32, prefixes within [0.1, 0.9] of the response
+        cuts = [len(s.prefix_ids) for s in sc.candidates(make_traj(response=range(9)), 0)]
+        assert cuts == [1, 3, 5, 7]  # 4 evenly spread over the allowed cuts 1..7 (the last token is EOS)
+    # a stride that fits keeps its own cuts
+    sc = make_scorer("reward", cut_every=3)
+    assert [len(s.prefix_ids) for s in sc.candidates(make_traj(response=range(9)), 0)] == [3, 6]
+
+
 def test_length_limits_and_eos_apply_to_every_scorer(make_traj, tmp_path):
     f = tmp_path / "s.py"
     f.write_text("def score_func(prompt_ids, response_ids, reward, label, **kw):\n"
