@@ -17,6 +17,10 @@ from pathlib import Path
 from openrlhf_rrl.atomic import atomic_write_text
 
 
+# replay's mechanism, summed over a run's train rows: an arm whose restarts never ran is no replay result
+MECHANISM = ("rrl/candidates", "rrl/admitted", "rrl/restart_groups")
+
+
 @dataclass
 class RunCurve:
     arm: str
@@ -24,6 +28,8 @@ class RunCurve:
     eval_steps: list[int] = field(default_factory=list)
     evals: dict[str, list[float]] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    mechanism: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MECHANISM, 0))
+    replay_on: bool = False  # train rows carry rrl/* metrics only where replay was switched on
 
 
 def read_run(path: str | os.PathLike) -> RunCurve:
@@ -40,6 +46,10 @@ def read_run(path: str | os.PathLike) -> RunCurve:
                         run.evals.setdefault(key, []).append(value)
             elif row.get("kind") == "summary":
                 run.summary = row
+            elif row.get("kind") == "train":
+                run.replay_on = run.replay_on or MECHANISM[0] in row
+                for key in MECHANISM:
+                    run.mechanism[key] += row.get(key, 0)
     return run
 
 
@@ -61,7 +71,8 @@ def truncated(arms: dict[str, list[RunCurve]], step: int) -> dict[str, list[RunC
         cut = []
         for r in runs:
             n = sum(1 for s in r.eval_steps if s <= step)
-            cut.append(RunCurve(r.arm, r.seed, r.eval_steps[:n], {k: v[:n] for k, v in r.evals.items()}, r.summary))
+            cut.append(RunCurve(r.arm, r.seed, r.eval_steps[:n], {k: v[:n] for k, v in r.evals.items()}, r.summary,
+                                r.mechanism, r.replay_on))
         out[arm] = cut
     return out
 
@@ -116,16 +127,31 @@ def summarize(arms: dict[str, list[RunCurve]], key: str, baseline: str = "baseli
                 "wall_s": statistics.fmean(r.summary.get("wall_s", 0.0) for r in runs),
                 "step_ms": 1000 * statistics.fmean(step_s) if step_s else math.nan,
                 "rrl_overhead_pct": statistics.fmean(overhead) if overhead else 0.0,
+                "mechanism": {k: statistics.fmean(r.mechanism[k] for r in runs) for k in MECHANISM},
+                "replay_on": any(r.replay_on for r in runs),
+                "inert_seeds": sum(1 for r in runs if r.replay_on and r.mechanism["rrl/restart_groups"] == 0),
             }
         )
     return rows
 
 
+def _mechanism_cell(row: dict) -> str:
+    """Mean counts per run; '-' where replay was off; INERT where a seed ran no restart at all."""
+    m = row["mechanism"]
+    if not row["replay_on"]:
+        return "-"
+    cell = " / ".join(f"{m[k]:.0f}" for k in MECHANISM)
+    if row["inert_seeds"]:
+        cell += f" — INERT on {row['inert_seeds']}/{row['seeds']} seeds (no restart ran: not a replay result)"
+    return cell
+
+
 def markdown_table(rows: list[dict], key: str) -> str:
     head = (
         f"| arm | seeds | final {key} (mean ± sd) | seed wins vs baseline | steps to baseline final (ratio) "
-        "| mean over evals | tokens generated | wall s / run | ms / step | RRL bookkeeping % of step |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| mean over evals | tokens generated | wall s / run | ms / step | RRL bookkeeping % of step "
+        "| replay per run: candidates / admitted / restart groups |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -134,7 +160,8 @@ def markdown_table(rows: list[dict], key: str) -> str:
             reach += f" ({r['steps_ratio']:.2f}x)"
         lines.append(
             f"| {r['arm']} | {r['seeds']} | {r['final']} | {r['wins']} | {reach} | {r['auc']:.3f} "
-            f"| {r['tokens']:.0f} | {r['wall_s']:.0f} | {r['step_ms']:.0f} | {r['rrl_overhead_pct']:.2f} |"
+            f"| {r['tokens']:.0f} | {r['wall_s']:.0f} | {r['step_ms']:.0f} | {r['rrl_overhead_pct']:.2f} "
+            f"| {_mechanism_cell(r)} |"
         )
     return head + "\n".join(lines) + "\n"
 

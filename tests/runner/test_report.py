@@ -1,0 +1,33 @@
+"""results.md shows replay's mechanism per arm, and calls an arm whose restarts never ran inert."""
+
+import json
+
+from openrlhf_rrl.runner.report import write_report
+
+
+def write_run(out, arm, seed, finals, mechanism=None):
+    """A metrics file as the trainer writes it: train rows (rrl/* only where replay is on), evals, a summary."""
+    rows = []
+    for step, final in enumerate(finals, start=1):
+        train = {"kind": "train", "step": step}
+        if mechanism is not None:
+            train.update({"rrl/candidates": mechanism[0], "rrl/admitted": mechanism[1],
+                          "rrl/restart_groups": mechanism[2]})
+        rows += [train, {"kind": "eval", "step": step, "eval/hard": final}]
+    rows.append({"kind": "summary", "step": len(finals), "tokens_generated": 100, "wall_s": 1.0})
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    (out / "metrics" / f"{arm}_s{seed}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_mechanism_counts_per_run_and_inert_seeds(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path, "baseline", seed, [0.1, 0.2])
+        write_run(tmp_path, "rrl", seed, [0.1, 0.3], mechanism=(3, 1, 2))  # per step, 2 steps
+        # the launcher's old default: candidates on one seed, no restart on either
+        write_run(tmp_path, "rrl-idle", seed, [0.1, 0.2], mechanism=(seed, 0, 0))
+    table, _ = write_report(tmp_path)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "| replay per run: candidates / admitted / restart groups |" in rows["arm"]
+    assert rows["baseline"].endswith("| - |")
+    assert rows["rrl"].endswith("| 6 / 2 / 4 |")
+    assert rows["rrl-idle"].endswith("| 1 / 0 / 0 — INERT on 2/2 seeds (no restart ran: not a replay result) |")
