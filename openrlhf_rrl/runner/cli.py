@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL of held-out prompts (default: a fixed 10%% of --prompt_data)")
     g.add_argument("--rollout.max_new_tokens", dest="max_new_tokens", type=int, default=None,
                    help="response length budget (default: the task's; 64 for --task user)")
+    g.add_argument("--reward.process_weight", dest="process_reward_weight", type=float, default=0.0,
+                   help="add this weight x the share of the response a step checker verifies to every reward (the "
+                        "chain task's checker, or --rrl_step_checker): the checker as a dense process reward, so a "
+                        "baseline gets the information replay's checker scorer gets; success stays the outcome")
 
     g = p.add_argument_group("training (OpenRLHF flag names)")
     g.add_argument("--train.num_steps", dest="steps", type=int, default=None, help=f"RL steps (default {DEFAULT['steps']})")
@@ -132,6 +136,11 @@ def parse(argv=None):
                         ("--rollout.batch_size", args.prompts_per_step), ("--rollout.n_samples_per_prompt", args.n_samples)):
         if value < 1:
             raise RRLConfigError(f"{flag}: expected a positive integer, got {value}")
+    if args.process_reward_weight < 0:
+        raise RRLConfigError(f"--reward.process_weight: expected a number >= 0, got {args.process_reward_weight}")
+    if args.process_reward_weight and args.task != "chain" and not args.rrl_step_checker:
+        raise RRLConfigError(f"--reward.process_weight: --task {args.task} has no step checker; give one with "
+                             "--rrl_step_checker FILE.py")
     if args.rrl_scorer is None:
         args.rrl_scorer = default_scorer(args.task, args.estimator)
     rrl = RRLConfig.from_args(args)
@@ -145,6 +154,7 @@ def job_configs(args, rrl: RRLConfig):
     base = TrainConfig(
         steps=args.steps, prompts_per_step=args.prompts_per_step, n_samples=args.n_samples,
         temperature=args.temperature, hard_temperature=args.hard_temperature, estimator=args.estimator,
+        process_reward_weight=args.process_reward_weight,
         no_std_norm=args.no_std_norm, kl_coef=args.kl_coef, lr=args.lr, critic_lr=args.critic_lr,
         is_correction=args.is_correction, eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
     )

@@ -25,8 +25,10 @@ import torch
 
 from openrlhf_rrl.atomic import atomic_write
 from openrlhf_rrl.config import RRLConfig
+from openrlhf_rrl.core.errors import RRLConfigError
 from openrlhf_rrl.core.planner import GroupPlan, PromptRef
 from openrlhf_rrl.core.replay import RetrospectiveReplay
+from openrlhf_rrl.core.step_checker import load_step_checker
 from openrlhf_rrl.core.trajectory import Trajectory
 from openrlhf_rrl.runner import openrlhf_math as orl
 from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
@@ -43,6 +45,9 @@ class TrainConfig:
     max_new_tokens: int = 9  # --rollout.max_new_tokens
     temperature: float = 1.0  # --rollout.temperature
     hard_temperature: float | None = None  # exploration knob of a tuned baseline: hotter sampling on hard prompts
+    # the step checker as a dense process reward: reward = outcome + weight x verified fraction of the response
+    # (--reward.process_weight); the fair reference for replay that cuts with the same checker
+    process_reward_weight: float = 0.0
     estimator: str = "reinforce_baseline"  # --algo.advantage.estimator
     no_std_norm: bool = False  # --algo.advantage.no_std_norm
     gamma: float = 1.0
@@ -122,11 +127,17 @@ class Trainer:
         )
         self.value_loss = orl.ValueLoss(clip_eps=0.2)
         checker = getattr(task, "verified_tokens", None) if getattr(task, "has_step_checker", False) else None
+        step_checker = None
+        if checker is not None:
+            step_checker = lambda prompt_ids, response_ids, label: checker(self._item(None, label), response_ids)  # noqa: E731
+        elif cfg.rrl.step_checker:
+            step_checker = load_step_checker(cfg.rrl.step_checker)
+        if cfg.process_reward_weight and step_checker is None:
+            raise RRLConfigError("--reward.process_weight: needs a step checker (a task that has one, or "
+                                 "--rrl_step_checker FILE.py)")
+        self.step_checker = step_checker
         self.replay = None
         if cfg.rrl.enable:
-            step_checker = None
-            if checker is not None:
-                step_checker = lambda prompt_ids, response_ids, label: checker(self._item(None, label), response_ids)  # noqa: E731
             self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker,
                                               stop_token_ids=(tokenizer.eos_token_id,))
         self._items: dict[str, PromptItem] = {}
@@ -183,7 +194,9 @@ class Trainer:
         self.state.tokens_generated += sum(len(c) for c in continuations)
 
         # The user's reward function sees the ORIGINAL prompt and the full response (prefix + continuation).
-        rewards = self.task.score(row_items, responses).float()
+        outcome = self.task.score(row_items, responses).float()
+        rewards = outcome + cfg.process_reward_weight * self.verified_fraction(rows, responses).to(outcome.device) \
+            if cfg.process_reward_weight else outcome
 
         batch = build_training_batch(prompt_ids, continuations, prefix_ids, pad_id=self.tok.pad_token_id,
                                      train_prefix=cfg.rrl.train_prefix)
@@ -192,7 +205,7 @@ class Trainer:
         if self.engine is not None:
             self.engine.sync(self.policy)  # the next rollout must come from the updated policy
 
-        successes = rewards >= cfg.rrl.success_threshold
+        successes = outcome >= cfg.rrl.success_threshold  # a process reward never turns a failure into a success
         group_success = successes.float().view(len(plans), n).mean(dim=1)
         if self.replay is not None:
             t = time.perf_counter()
@@ -214,6 +227,15 @@ class Trainer:
             "step_s": elapsed, "rrl_s": rrl_s,
         })
         return metrics
+
+    def verified_fraction(self, rows: list[GroupPlan], responses: list[list[int]]) -> torch.Tensor:
+        """The share of each response (prefix included) the step checker verifies correct, in [0, 1]."""
+        out = []
+        for plan, response in zip(rows, responses):
+            verdict = self.step_checker(list(plan.prompt.prompt_ids), list(response), plan.prompt.label)
+            tokens = verdict[0] if isinstance(verdict, tuple) else verdict
+            out.append(min(1.0, (tokens or 0) / max(1, len(response))))
+        return torch.tensor(out, dtype=torch.float32)
 
     def replay_observe(self, plans, responses, rewards, successes, group_success, roll, values, step) -> dict:
         """Hand every group's trajectories (full responses, rewards, per-token signals) to the replay.

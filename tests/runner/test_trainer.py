@@ -248,3 +248,41 @@ def test_is_correction_weights_hot_rows(task, tmp_path, monkeypatch):
     assert all(rl is not None for rl, _ in with_is)
     assert any(not torch.allclose(rl, old) for rl, old in with_is)  # hot rows differ from the policy's log-probs
     assert all(rl is None for f, rl, _ in calls if not f)
+
+
+def test_process_reward_adds_the_verified_share_and_success_stays_the_outcome(task, tmp_path, monkeypatch):
+    """--reward.process_weight: the baseline gets the step checker that replay's checker scorer gets."""
+    trainer = make_trainer(task, tmp_path, steps=2, process_reward_weight=0.5)
+    seen = []
+    original_update = trainer.update
+
+    def spy(batch, rewards, roll, group_sizes):
+        seen.append((rewards.clone(), roll.responses()))
+        return original_update(batch, rewards, roll, group_sizes)
+
+    monkeypatch.setattr(trainer, "update", spy)
+    trainer.run(resume=False)
+    rewards, responses = seen[0]
+    rows = [it for it in trainer.prompts_for(1) for _ in range(trainer.cfg.n_samples)]
+    outcome = task.score(rows, responses).float()
+    verified = torch.tensor([min(1.0, task.verified_tokens(it, r) / len(r)) for it, r in zip(rows, responses)])
+    assert verified.max() > 0  # the untrained model gets some leading tokens right
+    assert torch.allclose(rewards, outcome + 0.5 * verified)
+    train = [r for r in read_rows(tmp_path / "run.jsonl") if r["kind"] == "train"]
+    # success is the outcome alone: the shaped reward's mean is higher than the success rate it reports
+    assert train[0]["reward"] == pytest.approx(rewards.mean().item())
+    assert train[0]["fresh_success"] == pytest.approx(outcome.view(-1, trainer.cfg.n_samples).mean().item())
+
+
+def test_process_reward_needs_a_step_checker(tmp_path):
+    from openrlhf_rrl.core.errors import RRLConfigError
+    from openrlhf_rrl.runner.cli import parse
+    from openrlhf_rrl.runner.tasks import ArithmeticTask
+
+    with pytest.raises(RRLConfigError, match="^--reward.process_weight: --task arithmetic has no step checker"):
+        parse(["--task", "arithmetic", "--reward.process_weight", "0.5"])
+    with pytest.raises(RRLConfigError, match="^--reward.process_weight: expected a number >= 0, got -1.0"):
+        parse(["--reward.process_weight", "-1"])
+    arithmetic = ArithmeticTask()
+    with pytest.raises(RRLConfigError, match="^--reward.process_weight: needs a step checker"):
+        make_trainer(arithmetic, tmp_path, process_reward_weight=0.5)
