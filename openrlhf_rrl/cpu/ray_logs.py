@@ -22,8 +22,10 @@ EXIT_CODE = re.compile(r"exit ?code[:=(\s]{0,3}(-?\d+)", re.IGNORECASE)
 # multiprocessing's resource tracker complains at every shutdown (shared memory it did not see freed):
 # noise in a passing run as much as in a failing one
 NOISE = re.compile(r"resource_tracker")
-# Ray prefixes forwarded lines with "(ActorName pid=123)"; the same event then repeats across files
+# Ray prefixes forwarded lines with "(ActorName pid=123)" (the same event then repeats across files), and
+# vLLM's logger each line of a traceback it logs with "ERROR 11-30 18:22:22 [core.py:1512] "
 PREFIX = re.compile(r"^\s*\([^)]*pid=\d+[^)]*\)\s*")
+VLLM_PREFIX = re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d [\d:]+ \[[^\]]*\] ")
 
 
 def _signal_note(code: int) -> str:
@@ -54,6 +56,9 @@ def _causes(lines: list[str]) -> list[str]:
     found, frames = [], None
     for line in lines:
         body = PREFIX.sub("", line.rstrip())
+        logged = VLLM_PREFIX.match(body)
+        if logged and (frames is not None or TRACEBACK in body):  # a traceback vLLM logged line by line
+            body = body[logged.end():]
         if TRACEBACK in body:
             frames = []
         elif frames is not None and body and not body.startswith((" ", "\t")):

@@ -121,4 +121,5 @@ def pipeline():
     """The helpers above, for test modules (--import-mode=importlib cannot import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS)
+    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS,
+                           root=ROOT)

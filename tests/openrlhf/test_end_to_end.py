@@ -135,3 +135,63 @@ def test_without_rrl_enable_the_run_is_openrlhfs_own(tiny, tmp_path, cpu_ray_clu
         assert {k for k in a if not k.startswith("timing/")} == {k for k in b if not k.startswith("timing/")}
         for k in (k for k in a if k.startswith("rollout/")):
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6, nan_ok=True), k
+
+
+def _descendants(pid):
+    """Every process below pid (Ray's daemons and workers are children of the driver that started them)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_dead_engine_worker_is_named_with_its_signal(tiny, tmp_path, pipeline):
+    """The flake's symptom, made on purpose: vLLM's worker process dies of SIGILL (as it did when it ran AMX
+    instructions without asking Linux first) after the first step. The driver sees only EngineDeadError; the
+    launcher must print the worker's exit signal from Ray's logs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=64, extra=[
+        "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds"])
+    proc = subprocess.Popen([sys.executable, "-m", "openrlhf_rrl.cli.train_ppo_ray", *argv], cwd=pipeline.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, killed = [], None
+    deadline = time.time() + 400
+    for line in proc.stdout:
+        lines.append(line)
+        if killed is None and "Global step 1:" in line:
+            workers = [p for p in _descendants(proc.pid) if "VLLM::Worker" in _cmdline(p)]
+            assert workers, "no vLLM worker process under the launcher"
+            os.kill(workers[0], signal.SIGILL)
+            killed = workers[0]
+        if time.time() > deadline:
+            proc.kill()
+            break
+    rc = proc.wait(timeout=120)
+    output = "".join(lines)
+    assert killed is not None, output[-3000:]
+    assert rc != 0, output[-3000:]
+    report = output[output.index("[openrlhf-rrl] CPU mode: the run failed; root cause"):]
+    assert "died unexpectedly (exit code: -4)" in report and "[exit code -4 = SIGILL]" in report, report[:3000]

@@ -9,6 +9,10 @@ from openrlhf_rrl.cpu.ray_logs import report, root_cause
 ROLLOUT_ACTOR_ERR = """:actor_name:ReplayRolloutActor
 (EngineCore pid=10871) INFO 11-30 12:00:01 [core.py:95] Initializing a V1 LLM engine
 (EngineCore pid=10871) ERROR 11-30 12:00:09 [multiproc_executor.py:315] Worker proc VllmWorker-0 died unexpectedly (exit code: -4), shutting down executor.
+(EngineCore pid=10871) ERROR 11-30 12:00:09 [core.py:1512] Traceback (most recent call last):
+(EngineCore pid=10871) ERROR 11-30 12:00:09 [core.py:1512]   File "/venv/lib/python3.11/site-packages/vllm/v1/engine/core.py", line 1496, in run_engine_core
+(EngineCore pid=10871) ERROR 11-30 12:00:09 [core.py:1512]     engine_core.run_busy_loop()
+(EngineCore pid=10871) ERROR 11-30 12:00:09 [core.py:1512] RuntimeError: cancelled
 Traceback (most recent call last):
   File "/venv/lib/python3.11/site-packages/vllm/v1/engine/core_client.py", line 750, in get_output
     raise self._format_exception(outputs) from None
@@ -42,9 +46,11 @@ def test_the_dead_engine_workers_exit_signal_and_the_drivers_exception_are_named
     assert lines[1] == ("  worker-ab-01000000-2563.err (ReplayRolloutActor): ERROR 11-30 12:00:09 [multiproc_executor.py:315] "
                         "Worker proc VllmWorker-0 died unexpectedly (exit code: -4), shutting down executor."
                         "  [exit code -4 = SIGILL]")
-    assert lines[2].endswith("(ReplayRolloutActor): vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered "
+    # a traceback vLLM logged line by line gives its exception, not its first frame
+    assert lines[2] == "  worker-ab-01000000-2563.err (ReplayRolloutActor): RuntimeError: cancelled"
+    assert lines[3].endswith("(ReplayRolloutActor): vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered "
                              "an issue. See stack trace (above) for the root cause.")
-    assert len(lines) == 3  # the resource tracker's shutdown noise and exit code 0 are left out
+    assert len(lines) == 4  # the resource tracker's shutdown noise and exit code 0 are left out
 
 
 def test_a_passing_run_and_older_runs_give_nothing(tmp_path):
@@ -53,5 +59,5 @@ def test_a_passing_run_and_older_runs_give_nothing(tmp_path):
     since = time.time() - 60
     assert report(str(tmp_path), since) == ""
     # the older session's failure is found only when asked from before it
-    assert len(root_cause(sorted(str(p) for p in tmp_path.glob("session_old/logs/*")))) == 2
+    assert len(root_cause(sorted(str(p) for p in tmp_path.glob("session_old/logs/*")))) == 3
     assert "SIGILL" in report(str(tmp_path), since - 7200)
