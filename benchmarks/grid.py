@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from openrlhf_rrl.runner.cli import _pool_run, job_configs, parse, run_job, warm_job
+from openrlhf_rrl.atomic import atomic_write_text
 from openrlhf_rrl.runner.report import read_runs, write_report
 
 # The default grids: the baseline over learning rate x exploration (temperature 2 on hard prompts,
@@ -32,6 +33,16 @@ _POLICIES = [
     "rrl-passrate=--arms rrl --rrl_policy passrate",
     "rrl-uncertainty=--arms rrl --rrl_policy uncertainty",
 ]
+# The chain task's replay arms cut with its step checker; these baselines get that checker as a dense
+# process reward (outcome + w x verified share), w tuned, at the best outcome baseline's lr and exploration.
+# Prefixed "pr-", they are not candidates for the outcome-only reference: they know more than it does.
+_PROCESS_REWARD = [f"pr-baseline-w{w}=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
+                   f"--reward.process_weight {w}" for w in ("0.25", "0.5", "1")]
+# Replay with the outcome reward alone (no checker, no critic), the launcher's default scorers
+_OUTCOME_ONLY = [
+    "rrl-reward=--arms rrl --rrl_scorer reward",
+    "rrl-mc=--arms rrl --rrl_scorer mc",
+]
 DEFAULT_GRIDS = {
     # the hard task: H = 400, 2H = 800 steps
     "chain": (800, "400,800", [
@@ -40,7 +51,7 @@ DEFAULT_GRIDS = {
         "baseline-hot2-lr1e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3",
         "baseline-hot2-lr3e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 3e-3",
         "baseline-lr1e-3=--arms baseline --actor.learning_rate 1e-3",
-    ] + _POLICIES),
+    ] + _POLICIES + _OUTCOME_ONLY + _PROCESS_REWARD),
     # the GSM8K-style task: already ~0.85 after warm-up, so the question is whether replay costs anything
     "arithmetic": (200, "100,200", [
         "baseline=--arms baseline",
@@ -61,8 +72,11 @@ def main(argv=None) -> int:
                                                     "task's grid's, H and 2H)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--reference", default="best", help="arm to compare with, or 'best': the baseline arm "
-                                                       "with the highest final mean")
+    p.add_argument("--reference", default="best,best:pr-baseline",
+                   help="comma-separated arms to compare with, one table set each; 'best' is the baseline arm "
+                        "(name starting 'baseline') with the highest final mean, 'best:PREFIX' the best arm whose "
+                        "name starts with PREFIX (default: the best outcome baseline, then the best process-reward "
+                        "baseline, where the grid has one)")
     p.add_argument("--arm", action="append", default=None, help='"name=rrl-demo flags" (repeatable)')
     args = p.parse_args(argv)
     steps, horizons, arms = DEFAULT_GRIDS.get(args.task, DEFAULT_GRIDS["chain"])
@@ -84,17 +98,33 @@ def main(argv=None) -> int:
     _pool_run(warm_job, seeds, args_dict, args.workers, 0, "warm-up", True)
     _pool_run(run_job, jobs, args_dict, args.workers, sum(j["cfg"].steps for j in jobs), "RL steps", True)
     arms = read_runs(out)
-    reference = args.reference
-    if reference == "best":
-        finals = {a: statistics.fmean(r.evals["eval/hard"][-1] for r in runs)
-                  for a, runs in arms.items() if a.startswith("baseline")}
-        reference = max(finals, key=finals.get)
     horizons = [int(h) for h in args.horizons.split(",") if h]
-    table, _ = write_report(out, key="eval/hard", baseline=reference, horizons=horizons,
-                            title=f"{args.task}: every arm vs {reference}, {args.seeds} seeds")
-    print(table)
-    print(f"reference arm: {reference}; wall {time.perf_counter() - t0:.0f} s; wrote {out / 'results.md'}")
+    sections = []
+    for reference in resolve_references(args.reference, arms):
+        table, _ = write_report(out, key="eval/hard", baseline=reference, horizons=horizons)
+        sections.append(f"# {args.task}: every arm vs {reference}, {args.seeds} seeds\n\n{table}")
+        print(table)
+        print(f"reference arm: {reference}")
+    atomic_write_text(out / "results.md", "\n".join(sections))
+    print(f"wall {time.perf_counter() - t0:.0f} s; wrote {out / 'results.md'}")
     return 0
+
+
+def resolve_references(spec: str, arms: dict) -> list[str]:
+    """The reference arms of a --reference spec; a 'best:PREFIX' that matches no arm is left out."""
+    out = []
+    for ref in (r.strip() for r in spec.split(",") if r.strip()):
+        if ref == "best" or ref.startswith("best:"):
+            prefix = ref.partition(":")[2] or "baseline"
+            finals = {a: statistics.fmean(r.evals["eval/hard"][-1] for r in runs)
+                      for a, runs in arms.items() if a.startswith(prefix)}
+            if finals:
+                out.append(max(finals, key=finals.get))
+        elif ref in arms:
+            out.append(ref)
+        else:
+            raise SystemExit(f"grid.py: --reference: no arm named {ref!r} (arms: {', '.join(arms)})")
+    return out
 
 
 if __name__ == "__main__":

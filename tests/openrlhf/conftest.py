@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -76,17 +78,47 @@ class Run:
         return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause
 
 
-def run_module(module: str, argv, env_extra=None, timeout=420) -> Run:
-    env = dict(os.environ)
+def run_module(module: str, argv, env_extra=None, timeout=1800, silence=300) -> Run:
+    """Run `python -m module argv` as a user does. A run that prints nothing for `silence` seconds is stuck
+    and is stopped, as is one still going after `timeout`; a slow or loaded machine only makes a run slower
+    (a fixed limit of a few minutes failed every run beside a second CPU-heavy job). Whatever it printed is
+    kept, and the reason it was stopped ends its output."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines as they are printed: silence must mean silence
     env.update(env_extra or {})
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    return Run(proc.returncode, proc.stdout, time.time() - t0, started=t0)
+    proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines, last = [], [t0]
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line)
+            last[0] = time.time()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    stopped = None
+    while proc.poll() is None and stopped is None:
+        time.sleep(1)
+        now = time.time()
+        if now - last[0] > silence:
+            stopped = f"no output for {silence} s: stuck"
+        elif now - t0 > timeout:
+            stopped = f"still running after {timeout} s"
+    if stopped:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the Ray daemons it started
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    reader.join(timeout=30)
+    output = "".join(lines) + (f"\n[test harness] stopped the run after {time.time() - t0:.0f} s: {stopped}\n"
+                               if stopped else "")
+    return Run(proc.returncode, output, time.time() - t0, started=t0)
 
 
-def run_launcher(argv, env_extra=None, timeout=420) -> Run:
-    return run_module("openrlhf_rrl.cli.train_ppo_ray", argv, env_extra, timeout)
+def run_launcher(argv, env_extra=None) -> Run:
+    return run_module("openrlhf_rrl.cli.train_ppo_ray", argv, env_extra)
 
 
 @pytest.fixture(scope="session")

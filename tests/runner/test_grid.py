@@ -29,6 +29,28 @@ def test_every_default_grid_tunes_the_baseline_and_runs_every_policy():
         assert [int(h) for h in horizons.split(",")] == [steps // 2, steps], task
 
 
+def test_the_chain_grid_gives_the_checker_to_tuned_baselines_and_runs_outcome_only_replay():
+    grid = load_grid()
+    names = [a.split("=", 1)[0] for a in grid.DEFAULT_GRIDS["chain"][2]]
+    weights = [a.split("--reward.process_weight ")[1] for a in grid.DEFAULT_GRIDS["chain"][2] if "process_weight" in a]
+    assert len(weights) >= 3 and all(n.startswith("pr-") for n in names if "pr-baseline" in n)
+    assert {"rrl-reward", "rrl-mc"} <= set(names)
+
+
+def test_references_best_of_a_prefix_and_named_arms():
+    from openrlhf_rrl.runner.report import RunCurve
+
+    def arm(final):
+        return [RunCurve("x", 0, [1], {"eval/hard": [final]})]
+
+    grid = load_grid()
+    arms = {"baseline-a": arm(0.1), "baseline-b": arm(0.3), "pr-baseline-w1": arm(0.5), "rrl": arm(0.4)}
+    assert grid.resolve_references("best,best:pr-baseline", arms) == ["baseline-b", "pr-baseline-w1"]
+    assert grid.resolve_references("best:pr-,rrl", {k: v for k, v in arms.items() if k != "pr-baseline-w1"}) == ["rrl"]
+    with pytest.raises(SystemExit, match="--reference: no arm named 'nope'"):
+        grid.resolve_references("nope", arms)
+
+
 @pytest.mark.slow
 def test_grid_reads_every_arm_at_both_horizons_against_the_best_baseline(tmp_path, capsys):
     out = tmp_path / "grid"
@@ -43,7 +65,7 @@ def test_grid_reads_every_arm_at_both_horizons_against_the_best_baseline(tmp_pat
         rows = [json.loads(line) for line in open(out / "metrics" / f"{arm}_s0.jsonl")]
         finals[arm] = statistics.fmean(r["eval/hard"] for r in rows if r["kind"] == "eval" and r["step"] == 4)
     best = max(finals, key=finals.get)
-    assert f"reference arm: {best};" in capsys.readouterr().out
+    assert f"reference arm: {best}\n" in capsys.readouterr().out
     table = (out / "results.md").read_text()
     assert "## at step 2" in table and "## at step 4" in table
     for arm in ("baseline-a", "baseline-b", "rrl"):
