@@ -33,7 +33,7 @@ SCRIPT_VARS = ("MODEL_PATH", "CRITIC_PATH", "DATASET_PATH", "INPUT_KEY", "LABEL_
                "GPUS_PER_NODE", "VLLM_TP", "RRL_REPLAY_SHARE", "RRL_SCORER", "RRL_SUCCESS_THRESHOLD", "PYTHON",
                "RAY_JOB_ADDRESS", "ESTIMATOR", "N_SAMPLES", "REWARD_KIND", "HELPFUL_RM_PATH", "SAFETY_RM_PATH",
                "RRL_REPO", "RAY", "PLUGIN_SETUP", "RAY_PORT", "DASHBOARD_PORT", "RAY_WAIT_S", "RAY_HEAD_WAIT_S",
-               "RAY_HEAD_IP")
+               "RAY_HEAD_IP", "RAY_AUTH", "RAY_AUTH_DIR", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 # ---- running the scripts -------------------------------------------------------------------
@@ -302,6 +302,7 @@ def test_placement_check_finds_engines_that_do_not_cover_the_actor(dry_runs, lau
     ("train_rlhf_dialogue_rrl.sh", {"REWARD_KIND": "harmless"}, "REWARD_KIND=harmless"),
     ("train_ppo_rrl_single_node.sh", {"GPUS_PER_NODE": "6", "VLLM_TP": "4"}, "not a multiple of VLLM_TP"),
     ("slurm_train_rrl.sbatch", {"PLUGIN_SETUP": "maybe"}, "PLUGIN_SETUP=maybe"),
+    ("slurm_train_rrl.sbatch", {"RAY_AUTH": "maybe"}, "RAY_AUTH=maybe: use token or off"),
 ])
 def test_scripts_refuse_bad_settings_before_printing(tmp_path, script, env, message):
     proc = run_script(script, "--dry-run", env=env, cwd=tmp_path)
@@ -332,7 +333,7 @@ def test_slurm_dry_run_orders_check_head_workers_then_submit(dry_runs):
             kinds.append("head")
         elif c[0] == "srun" and "start" in c:
             kinds.append("worker " + c[c.index("-w") + 1])
-        elif c[:3] == ["ray", "job", "submit"]:
+        elif "job" in c and c[c.index("job") - 1:c.index("job") + 2] == ["ray", "job", "submit"]:
             kinds.append("submit")
     assert kinds == ["check", "head", "worker node1", "worker node2", "worker node3", "submit"]
     check = commands[0]
@@ -340,6 +341,20 @@ def test_slurm_dry_run_orders_check_head_workers_then_submit(dry_runs):
     assert "import" in check[-1] and "openrlhf_rrl" in check[-1]
     worker = next(c for c in commands if "node1" in c)
     assert "--address=node0:6379" in worker and "--block" in worker
+    # closed by default: the dashboard on the head's cluster address, every Ray process with the job's token
+    head = next(c for c in commands if "--head" in c)
+    assert "--dashboard-host=node0" in head and not any("0.0.0.0" in w for c in commands for w in c)
+    ray_steps = [c for c in commands if "ray" in c or "start" in c or "ray.init" in " ".join(c)]
+    assert len(ray_steps) == 6  # head, 3 workers, the wait, the submit
+    token = "RAY_AUTH_TOKEN_PATH=" + str(Path.home() / ".ray-job-tokens" / "dry-run.token")
+    assert all(c[c.index("env"):c.index("env") + 3] == ["env", "RAY_AUTH_MODE=token", token] for c in ray_steps)
+
+
+def test_slurm_without_token_auth_says_what_is_open(tmp_path):
+    proc = run_script("slurm_train_rrl.sbatch", "--dry-run", env={"RAY_AUTH": "off"}, cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "# WARNING: RAY_AUTH=off: whoever reaches node0:8265 can run code on the cluster" in proc.stdout
+    assert "RAY_AUTH_MODE=disabled" in proc.stdout and "RAY_AUTH_TOKEN_PATH" not in proc.stdout
 
 
 def test_slurm_install_mode_installs_the_repo_on_every_node_first(tmp_path):
@@ -368,13 +383,19 @@ def test_slurm_job_runs_the_dry_run_commands_in_order(tmp_path):
         "#!/usr/bin/env bash\n" + record_call("srun", log) +
         'for a in "$@"; do [ "$a" = hostname ] && echo "10.0.0.1 fe80::1"; done; exit 0\n')
     # the wait step, like the real one, returns once every node's Ray daemon has started
+    # the submit step records the authentication it runs under: mode, and the token file's permissions and size
+    (fakes / "ray").write_text(
+        "#!/usr/bin/env bash\n" + record_call("ray", log) +
+        f'printf "auth\\t%s\\t%s\\t%s\\n" "$RAY_AUTH_MODE" "$(stat -c %a "$RAY_AUTH_TOKEN_PATH")" '
+        f'"$(wc -c < "$RAY_AUTH_TOKEN_PATH")" >> "{tmp_path / "auth.log"}"\n')
     (fakes / "python3").write_text(
         "#!/usr/bin/env bash\n" + record_call("python3", log) +
         f'for _ in $(seq 600); do [ "$(grep -o "\tstart\t" "{log}" | wc -l)" -ge 3 ] && exit 0; sleep 0.05; done; exit 1\n')
     for f in fakes.iterdir():
         f.chmod(0o755)
     env = {"SLURM_JOB_NODELIST": "gpu[01-03]", "SLURM_JOB_NUM_NODES": "3", "SLURM_CPUS_PER_TASK": "32",
-           "RAY_HEAD_WAIT_S": "0", "RAY_WAIT_S": "30", "SAVE_PATH": str(tmp_path / "save")}
+           "RAY_HEAD_WAIT_S": "0", "RAY_WAIT_S": "30", "SAVE_PATH": str(tmp_path / "save"), "SLURM_JOB_ID": "4242",
+           "RAY_AUTH_DIR": str(tmp_path / "tokens")}
     proc = run_script("slurm_train_rrl.sbatch", env=env, cwd=tmp_path, fakes=fakes)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = [line.split("\t") for line in log.read_text().splitlines()]
@@ -388,10 +409,17 @@ def test_slurm_job_runs_the_dry_run_commands_in_order(tmp_path):
     assert "--nodes=3" in check and "--ntasks-per-node=1" in check and "openrlhf_rrl" in check[-1]
     assert wait[-2:] == ["10.0.0.1:6379", "24"]  # waited for 3 nodes x 8 GPUs
     assert submit[:4] == ["ray", "job", "submit", "--address=http://10.0.0.1:8265"]
+    # token authentication: one fresh 64-hex-digit token, readable by the user only, for every Ray process;
+    # the dashboard bound to the head's cluster address; the token deleted when the job ends
+    token_file = tmp_path / "tokens" / "4242.token"
+    assert (tmp_path / "auth.log").read_text() == "auth\ttoken\t600\t64\n"
+    assert not token_file.exists() and oct((tmp_path / "tokens").stat().st_mode & 0o777) == "0o700"
     by_node = {c[c.index("-w") + 1]: c for c in daemons}
     assert sorted(by_node) == ["gpu01", "gpu02", "gpu03"] and len(daemons) == 3
     head = by_node["gpu01"]
     assert "--head" in head and "--node-ip-address=10.0.0.1" in head and "--num-cpus=32" in head
+    assert "--dashboard-host=10.0.0.1" in head
+    assert all(f"RAY_AUTH_TOKEN_PATH={token_file}" in c and "RAY_AUTH_MODE=token" in c for c in daemons)
     assert all("--address=10.0.0.1:6379" in by_node[n] and "--head" not in by_node[n] for n in ("gpu02", "gpu03"))
     dry = run_script("slurm_train_rrl.sbatch", "--dry-run", env=dict(env, RAY_HEAD_IP="10.0.0.1"), cwd=tmp_path,
                      fakes=fakes)
