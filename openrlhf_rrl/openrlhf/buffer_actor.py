@@ -62,6 +62,8 @@ class ReplayBufferActor:
         """groups: [{plan: {...}, text, trajectories: [Trajectory fields]}] in batch order -> rrl/* metrics."""
         plans, trajs = [], []
         for g in groups:
+            if g.get("mismatched_entry_key"):  # its prompt no longer tokenizes to the stored ids
+                self.rrl.buffer.retire(g["mismatched_entry_key"], "stale")
             p = g["plan"]
             plans.append(GroupPlan(prompt=PromptRef(p["key"], tuple(p["prompt_ids"]), p.get("label")),
                                    prefix_ids=tuple(p.get("prefix_ids") or ()), entry_key=p.get("entry_key")))

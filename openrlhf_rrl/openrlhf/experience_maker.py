@@ -76,7 +76,7 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
             for b, i in enumerate(e.index):
                 where[i] = (e, b)
         n = self.args.rollout.n_samples_per_prompt
-        groups, restart_rows = [], []
+        groups, restart_rows, mismatches = [], [], 0
         for start in range(0, len(rollout_samples), n):
             members = list(range(start, min(start + n, len(rollout_samples))))
             tags = [getattr(rollout_samples[i], "rrl", None) for i in members]
@@ -86,10 +86,14 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
             tag = tags[0]
             plan = {"key": tag["key"], "prompt_ids": rows[0]["prompt_ids"], "label": rollout_samples[start].labels[0],
                     "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
-            groups.append({"plan": plan, "text": rollout_samples[start].prompts[0], "trajectories": rows})
+            group = {"plan": plan, "text": rollout_samples[start].prompts[0], "trajectories": rows}
+            if tag.get("prompt_mismatch_entry"):  # a restart skipped as a fresh group: its entry is retired
+                group["mismatched_entry_key"] = tag["prompt_mismatch_entry"]
+                mismatches += 1
+            groups.append(group)
             if tag["restart"]:
                 restart_rows.extend((rollout_samples[i], *where[i], r) for i, r in zip(members, rows))
-        return groups, self.restart_checks(restart_rows)
+        return groups, dict(self.restart_checks(restart_rows), **{"rrl/prompt_mismatch": float(mismatches)})
 
     def trajectory(self, sample, e, b) -> dict:
         """One sample as core.Trajectory fields: values and log-probs indexed by response position."""

@@ -8,6 +8,10 @@ as if it had been sampled in one go. So the executor stitches the observation, c
 budget, and calls the user's reward function or remote reward model with the ORIGINAL prompt and
 the FULL response (prefix + continuation), as for any fresh rollout; nothing reward-side changes.
 
+A restart whose prompt the executor tokenizes to other ids than the stored ones (another chat template
+or tokenizer since the entry was kept) is skipped: the slot becomes a fresh sample of the prompt, and
+the entry is retired as stale and counted (rrl/prompt_mismatch), never continued from a different prompt.
+
 Afterwards the prefix is moved out of the action range (masked from the loss), unless
 --rrl_train_prefix keeps it, with the stored rollout log-probs as its rollout_log_probs so that
 OpenRLHF's importance-sampling correction applies to it. Upstream OpenRLHF (after 0.11.2) grew the
@@ -28,8 +32,9 @@ from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
 class RestartEngine:
     """What the executor sees as its llm_engine: the first generate() continues after the prefix."""
 
-    def __init__(self, engine, prompt_ids, prefix_ids, prefix_logprobs=None, tokenizer=None):
+    def __init__(self, engine, prompt_ids, prefix_ids, prefix_logprobs=None, tokenizer=None, fresh_temperature=None):
         self.engine = engine
+        self.fresh_temperature = fresh_temperature  # the run's own, for a restart skipped as a fresh sample
         self.tokenizer = tokenizer  # only to give multi-turn agents the prefix as text too
         self.prompt_ids = [int(t) for t in prompt_ids]
         self.prefix_ids = [int(t) for t in prefix_ids]
@@ -43,6 +48,13 @@ class RestartEngine:
         self.first = False
         self.prompt_matched = list(prompt_token_ids) == self.prompt_ids
         params = deepcopy(sampling_params)
+        if not self.prompt_matched:
+            # the executor tokenized the prompt's text to other ids than the stored ones (another chat
+            # template or tokenizer): the prefix would continue a different prompt. Skip the restart:
+            # this becomes a fresh sample of the prompt, and the caller reports and retires the entry.
+            if self.fresh_temperature is not None:
+                params.temperature = self.fresh_temperature
+            return await self.engine.generate(prompt_token_ids, params, multi_modal_data=multi_modal_data)
         if params.max_tokens is not None:  # the length budget counts the prefix
             params.max_tokens = max(1, params.max_tokens - len(self.prefix_ids))
         out = await self.engine.generate(list(prompt_token_ids) + self.prefix_ids, params,
@@ -91,7 +103,7 @@ class ReplayRolloutActor(RolloutRayActor.__ray_actor_class__):
         """n continuations of one retained state; `restart` holds prompt_ids, prefix_ids, prefix_logprobs,
         train_prefix and the RRL tag echoed back in each response's "rrl" field."""
         engines = [RestartEngine(self, restart["prompt_ids"], restart["prefix_ids"], restart.get("prefix_logprobs"),
-                                 hf_tokenizer) for _ in range(num_samples)]
+                                 hf_tokenizer, restart.get("fresh_temperature")) for _ in range(num_samples)]
         outs = await asyncio.gather(*[
             self.executor.execute(prompt=prompt, label=label, sampling_params=sampling_params, max_length=max_length,
                                   hf_tokenizer=hf_tokenizer, llm_engine=engine, images=images)
@@ -99,7 +111,12 @@ class ReplayRolloutActor(RolloutRayActor.__ray_actor_class__):
         n_prefix = len(restart["prefix_ids"])
         responses = []
         for out, engine in zip(outs, engines):
-            tag = dict(restart["tag"], prompt_len=out["action_ranges"][0][0] if out["action_ranges"] else None,
-                       prompt_matched=bool(engine.prompt_matched))
+            start = out["action_ranges"][0][0] if out["action_ranges"] else None
+            if engine.prompt_matched is False:  # skipped: a fresh sample, tagged as one, naming the entry
+                responses.append(dict(out, rrl={"restart": False, "key": restart["tag"]["key"], "entry_key": None,
+                                                "prompt_len": start, "prefix_len": 0,
+                                                "prompt_mismatch_entry": restart["tag"]["entry_key"]}))
+                continue
+            tag = dict(restart["tag"], prompt_len=start, prompt_matched=True)
             responses.append(as_restart_response(out, n_prefix, bool(restart.get("train_prefix")), tag))
         return responses

@@ -29,10 +29,11 @@ class _RoutingCall:
         plan = next(self.plans)
         if not plan["restart"]:
             return self.engine.generate_responses.remote(**kwargs)
+        fresh_temperature = kwargs["sampling_params"].temperature  # the run's own, before the restart's
         if plan.get("temperature") is not None:
             kwargs["sampling_params"] = deepcopy(kwargs["sampling_params"])
             kwargs["sampling_params"].temperature = float(plan["temperature"])
-        restart = {"prompt_ids": plan["prompt_ids"], "prefix_ids": plan["prefix_ids"],
+        restart = {"prompt_ids": plan["prompt_ids"], "prefix_ids": plan["prefix_ids"], "fresh_temperature": fresh_temperature,
                    "prefix_logprobs": plan.get("prefix_logprobs"), "train_prefix": plan["train_prefix"],
                    "tag": {"restart": True, "key": plan["key"], "entry_key": plan["entry_key"],
                            "prefix_ids": list(plan["prefix_ids"]), "prompt_ids": list(plan["prompt_ids"])}}

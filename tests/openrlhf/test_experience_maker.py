@@ -53,8 +53,10 @@ def response(prompt_ids, response_ids, start, reward, prompt="p", label="l", rrl
 ESTIMATORS = ["gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo"]
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenizer, estimator):
+@pytest.mark.parametrize("estimator, skipped", [(e, False) for e in ESTIMATORS] + [("group_norm", True)])
+def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenizer, estimator, skipped):
+    """skipped: the fresh group is a restart that restart_rollout skipped (its prompt tokenized to other ids
+    than the stored ones), run as a fresh group and tagged with the entry to retire."""
     import copy
 
     from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
@@ -74,9 +76,11 @@ def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenize
     prefix = [10, 11]
     tag = {"restart": True, "key": "rk", "entry_key": "entry1", "prefix_ids": prefix, "prompt_ids": restart_prompt,
            "prompt_len": len(restart_prompt), "prefix_len": len(prefix)}
+    skip_tag = {"restart": False, "key": prompt_key("fresh text"), "entry_key": None, "prompt_len": 3, "prefix_len": 0,
+                "prompt_mismatch_entry": "gone"} if skipped else None
     responses = [
-        response(fresh_prompt, [12, 13, eos], 3, 0.25, prompt="fresh text"),
-        response(fresh_prompt, [14, eos], 3, 0.75, prompt="fresh text"),
+        response(fresh_prompt, [12, 13, eos], 3, 0.25, prompt="fresh text", rrl=skip_tag),
+        response(fresh_prompt, [14, eos], 3, 0.75, prompt="fresh text", rrl=skip_tag),
         # restart responses, as restart_rollout hands them back: the action range starts after the prefix
         response(restart_prompt, prefix + [15, eos], 4 + len(prefix), 1.0, prompt="restart text", rrl=tag),
         response(restart_prompt, prefix + [16, 17, 18], 4 + len(prefix), 0.0, prompt="restart text", rrl=tag),
@@ -105,6 +109,8 @@ def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenize
     assert len(groups) == 2
     fresh, restart = groups
     assert fresh["plan"]["entry_key"] is None and fresh["text"] == "fresh text"
+    assert fresh.get("mismatched_entry_key") == ("gone" if skipped else None)
+    assert glue["rrl/prompt_mismatch"] == (1.0 if skipped else 0.0)
     assert restart["plan"]["entry_key"] == "entry1" and restart["plan"]["prefix_ids"] == prefix
     t = restart["trajectories"][0]
     assert t["prompt_ids"] == restart_prompt and t["response_ids"] == prefix + [15, eos]

@@ -13,6 +13,8 @@ from vllm import SamplingParams  # noqa: E402
 from vllm.logprobs import Logprob  # noqa: E402
 from vllm.outputs import CompletionOutput  # noqa: E402
 
+from openrlhf_rrl.config import RRLConfig  # noqa: E402
+
 
 class ScriptedEngine:
     """Answers generate() with fixed continuation ids; records what it was asked."""
@@ -140,3 +142,53 @@ def test_multi_turn_agent_restarts_its_first_turn_and_sees_prefix_text(tiny, tok
     assert seen[0].split() == ["3", "4"]
     first = out[0]["action_ranges"][0]
     assert first[0] == len(prompt_ids) + len(prefix)
+
+
+def test_a_prompt_that_tokenizes_differently_is_skipped_as_a_fresh_sample(tiny, tokenizer):
+    """The stored prompt ids are not what the executor makes of the prompt's text now (another chat template):
+    continuing the prefix would continue a different prompt. The slot runs fresh, at the run's temperature,
+    tagged so the buffer retires the entry."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    from openrlhf_rrl.openrlhf.restart_rollout import ReplayRolloutActor
+
+    class Actor:
+        pass
+
+    actor, engine = Actor(), ScriptedEngine(ids(tokenizer, "3 4 <eos>"))
+    actor.executor, actor.generate = SingleTurnAgentExecutor(None), engine.generate
+    seen_temperatures = []
+    original = engine.generate
+
+    async def generate(prompt_token_ids, sampling_params, multi_modal_data=None):
+        seen_temperatures.append(sampling_params.temperature)
+        return await original(prompt_token_ids, sampling_params, multi_modal_data)
+
+    actor.generate = generate
+    prompt = "1 +2 *3 ="
+    restart = {"prompt_ids": [1, 2, 3], "prefix_ids": ids(tokenizer, "3"), "prefix_logprobs": None,
+               "train_prefix": False, "fresh_temperature": 1.0, "tag": {"restart": True, "key": "k", "entry_key": "e"}}
+    out = asyncio.run(ReplayRolloutActor.generate_restart_responses(
+        actor, prompt=prompt, label="3 4", sampling_params=SamplingParams(max_tokens=8, logprobs=1, temperature=2.0),
+        max_length=24, hf_tokenizer=tokenizer, num_samples=2, restart=restart))
+    prompt_ids = ids(tokenizer, prompt)
+    assert [c[0] for c in engine.calls] == [prompt_ids, prompt_ids] and [c[1] for c in engine.calls] == [8, 8]
+    assert seen_temperatures == [1.0, 1.0]  # the run's own, not the restart's 2.0
+    for resp in out:
+        assert resp["observation_tokens"] == prompt_ids + ids(tokenizer, "3 4 <eos>")
+        assert resp["action_ranges"] == [(len(prompt_ids), len(resp["observation_tokens"]))]  # nothing masked
+        assert resp["rrl"] == {"restart": False, "key": "k", "entry_key": None, "prompt_len": len(prompt_ids),
+                               "prefix_len": 0, "prompt_mismatch_entry": "e"}
+
+
+def test_the_buffer_retires_an_entry_whose_restart_was_skipped(make_state):
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferActor
+
+    actor = ReplayBufferActor(RRLConfig(enable=True).to_dict())
+    state = make_state("k", prefix=(7, 8))
+    actor.rrl.buffer.add(state)
+    trajectory = {"prompt_key": "k", "prompt_ids": [1, 2, 3], "response_ids": [5, 6], "reward": 0.0, "success": False}
+    actor.plan([{"key": "k", "prompt_ids": [1, 2, 3], "label": None, "text": "1 +2 *3 ="}])
+    metrics = actor.observe([{"plan": {"key": "k", "prompt_ids": [1, 2, 3], "entry_key": None},
+                              "mismatched_entry_key": state.key, "trajectories": [trajectory, trajectory]}])
+    assert state.key not in actor.rrl.buffer and metrics["rrl/retired_stale"] == 1
