@@ -62,6 +62,7 @@ class RRLConfig:
     train_prefix: bool = False
     loss_norm: str = "response"  # response (count a restart's prefix in the token-mean) or trained
     buffer_path: str | None = None
+    buffer_call_timeout: float = 600.0
     seed: int = 0
 
     def __post_init__(self):
@@ -329,6 +330,10 @@ _SPECS: dict[str, _Spec] = {
     "buffer_path": _Spec("str", "a path", "Where the buffer is saved and resumed from (JSON lines); none "
                          "keeps it in memory only. Set it to resume a job with its buffer and to review it with "
                          "rrl-inspect (the review file goes beside it).", none_ok=True),
+    "buffer_call_timeout": _Spec("float", "a number of seconds > 0", "OpenRLHF launcher: how long one call to the "
+                                 "buffer actor may take before the actor counts as hung; it is then asked to save its "
+                                 "state and is replaced from that file (or the last checkpoint). Raise it for very "
+                                 "large buffers on a slow file system.", lo=0.0, lo_open=True),
     "seed": _Spec("int", "an integer", "Seed of the buffer's and the planner's random draws. Vary it "
                        "with the training seed when comparing seeds."),
 }

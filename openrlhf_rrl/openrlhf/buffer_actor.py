@@ -7,13 +7,20 @@ for a restart. Both go into a sidecar file next to the core's buffer file.
 
 The client is what trainer code calls. If the actor dies, the call that notices logs a warning and
 the step goes on with fresh prompts only (plan) or without RRL bookkeeping (observe); the owning
-client (the trainer's) then starts a new actor from the last saved buffer file.
+client (the trainer's) then starts a new actor from the last saved buffer file. A call that runs past
+--rrl_buffer_call_timeout is a hung actor, not a dead one: before it is replaced, it is asked once to
+save what it has (a rescue file beside the checkpoints), so the replacement loses nothing it had.
+
+The actor is placed on the driver's node (the one `train_ppo_ray` runs on), not wherever Ray puts a
+0-CPU actor, and writes and prunes its checkpoint files itself: on a cluster without a shared file
+system they stay on one node, the one a resumed job's driver reads them from.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import ray
 
@@ -24,7 +31,7 @@ from ..core.replay import RetrospectiveReplay
 from ..core.trajectory import Trajectory
 
 BUFFER_ACTOR_NAME = "openrlhf_rrl_buffer"
-CALL_TIMEOUT_S = 600
+RESCUE_TIMEOUT_S = 120  # how long a hung actor gets to write its rescue file
 
 
 def sidecar_path(path: str) -> str:
@@ -99,6 +106,23 @@ class ReplayBufferActor:
         self.prompt_texts = {str(k): str(v) for k, v in dict(meta.get("prompt_texts", {})).items()}
         self.restored_from = path
 
+    def prune(self, directory: str, keep: int) -> list[str]:
+        """Delete all but the newest `keep` global_step*.jsonl files (and sidecars) in `directory`."""
+        steps = sorted(int(m.group(1)) for m in (re.fullmatch(r"global_step(\d+)\.jsonl", f)
+                                                 for f in (os.listdir(directory) if os.path.isdir(directory) else []))
+                       if m)
+        removed = []
+        for step in steps[: max(0, len(steps) - max(1, int(keep)))]:
+            path = os.path.join(directory, f"global_step{step}.jsonl")
+            for p in (path, sidecar_path(path)):
+                if os.path.exists(p):
+                    os.unlink(p)
+                    removed.append(p)
+        return removed
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def stats(self) -> dict:
         return {"size": len(self.rrl.buffer), "step": self.step, "restored_from": self.restored_from,
                 "entries": [{"key": e.key, "prompt_key": e.prompt_key, "prefix_ids": list(e.prefix_ids),
@@ -118,9 +142,13 @@ class ReplayBufferClient:
     """Calls the named buffer actor; survives its death (see the module docstring)."""
 
     def __init__(self, config: dict, owner: bool, name: str = BUFFER_ACTOR_NAME, restore_path: str | None = None,
-                 stop_token_ids=()):
+                 stop_token_ids=(), node_id: str | None = None, rescue_path: str | None = None):
+        """node_id: where the actor must run (the driver's node); rescue_path: where a hung actor saves its
+        state before it is replaced (None: it is replaced from the last save)."""
         self.config, self.owner, self.name = dict(config), owner, name
         self.stop_token_ids = [int(t) for t in stop_token_ids]
+        self.node_id, self.rescue_path = node_id, rescue_path
+        self.call_timeout = float(self.config.get("buffer_call_timeout", 600.0))
         self.last_saved = restore_path  # what a replacement actor starts from
         self.actor_restarts = 0
         self.last_warning = None
@@ -129,8 +157,12 @@ class ReplayBufferClient:
             self._start(restore_path)
 
     def _start(self, restore_path):
-        self._actor = RemoteReplayBufferActor.options(name=self.name, get_if_exists=True).remote(
-            self.config, restore_path, self.stop_token_ids)
+        options = {"name": self.name, "get_if_exists": True}
+        if self.node_id:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.node_id, soft=False)
+        self._actor = RemoteReplayBufferActor.options(**options).remote(self.config, restore_path, self.stop_token_ids)
 
     def _handle(self):
         if self._actor is None:
@@ -146,7 +178,7 @@ class ReplayBufferClient:
             self._lost(e, what)
             return fallback
         try:
-            return ray.get(getattr(handle, method).remote(*args), timeout=CALL_TIMEOUT_S)
+            return ray.get(getattr(handle, method).remote(*args), timeout=self.call_timeout)
         except _ACTOR_GONE as e:
             self._lost(e, what)
             return fallback
@@ -157,6 +189,8 @@ class ReplayBufferClient:
         logger = init_logger(__name__)
         dead, self._actor = self._actor, None
         if self.owner:
+            if dead is not None and isinstance(error, ray.exceptions.GetTimeoutError) and self.rescue_path:
+                self._rescue(dead, logger)
             if dead is not None:
                 try:
                     ray.kill(dead, no_restart=True)
@@ -169,6 +203,16 @@ class ReplayBufferClient:
             restart = "the trainer restarts it"
         self.last_warning = f"[openrlhf-rrl] replay buffer actor unavailable ({type(error).__name__}); {what}; {restart}"
         logger.warning(self.last_warning)
+
+    def _rescue(self, slow, logger) -> None:
+        """A hung actor still holds everything since the last save: ask it once to write it out."""
+        try:
+            ray.get(slow.save.remote(self.rescue_path), timeout=RESCUE_TIMEOUT_S)
+        except Exception as e:  # dead or still hung: the replacement starts from the last save
+            logger.warning(f"[openrlhf-rrl] the slow buffer actor could not save its state ({type(e).__name__}); "
+                           f"its replacement starts from {self.last_saved or 'an empty buffer'}")
+            return
+        self.last_saved = self.rescue_path
 
     # -------------------------------------------------------------- the calls
     def plan(self, prompts: list[dict]) -> list[dict]:
@@ -195,6 +239,9 @@ class ReplayBufferClient:
             self.last_saved = path
             return True
         return False
+
+    def prune(self, directory: str, keep: int) -> list[str]:
+        return self._call("prune", directory, keep, fallback=[], what="old buffer files were not pruned") or []
 
     def stats(self) -> dict | None:
         return self._call("stats", fallback=None, what="no stats")

@@ -99,7 +99,12 @@ def main(argv=None) -> int:
                 for line in apply_cpu_overrides(args):
                     print(f"[openrlhf-rrl] CPU mode: {line}", flush=True)
             if enabled:
+                import ray
+
                 from .install import install_replay
+
+                # train() has started or joined Ray by now: the buffer actor is placed on this node
+                args.rrl.driver_node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
                 install_replay(args, resolve_rrl_config(args, scorer_given))
 

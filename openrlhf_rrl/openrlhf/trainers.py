@@ -45,15 +45,6 @@ def saved_steps(args) -> list[int]:
     return sorted(steps)
 
 
-def prune_saved(args) -> None:
-    """Keep as many buffer files as OpenRLHF keeps checkpoints (--ckpt.max_num)."""
-    steps = saved_steps(args)
-    for step in steps[: max(0, len(steps) - max(1, int(args.ckpt.max_num)))]:
-        for path in (buffer_file(args, step), buffer_file(args, step) + ".meta.json"):
-            if os.path.exists(path):
-                os.unlink(path)
-
-
 # ---------------------------------------------------------------------- shared by the trainers
 def make_buffer_client(args, owner: bool, tokenizer=None) -> ReplayBufferClient:
     config = RRLConfig.from_args(args)
@@ -62,7 +53,10 @@ def make_buffer_client(args, owner: bool, tokenizer=None) -> ReplayBufferClient:
     restore = None
     if owner and config.buffer_path and os.path.exists(config.buffer_path) and not args.ckpt.load_enable:
         restore = config.buffer_path  # warm start from a buffer of another run
-    return ReplayBufferClient(config.to_dict(), owner=owner, restore_path=restore, stop_token_ids=stops)
+    # the driver's node (launch.py records it) and a rescue file beside the checkpoints' buffer files
+    return ReplayBufferClient(config.to_dict(), owner=owner, restore_path=restore, stop_token_ids=stops,
+                              node_id=getattr(args.rrl, "driver_node_id", None),
+                              rescue_path=os.path.join(buffer_dir(args), "rescue.jsonl"))
 
 
 class ReplayTrainerMixin:
@@ -89,7 +83,8 @@ class ReplayTrainerMixin:
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
         if global_step % self.args.ckpt.save_steps == 0:
             if self.rrl.save(buffer_file(self.args, global_step)):
-                prune_saved(self.args)
+                # as many buffer files as OpenRLHF keeps checkpoints, pruned on the node that wrote them
+                self.rrl.prune(buffer_dir(self.args), self.args.ckpt.max_num)
             if self.rrl_config.buffer_path:
                 self.rrl.save(self.rrl_config.buffer_path)
                 self.rrl.last_saved = buffer_file(self.args, global_step)

@@ -102,3 +102,43 @@ def test_a_non_owner_falls_back_until_the_actor_exists(local_ray):
     owner = ReplayBufferClient(CONFIG, owner=True, name="rrl_test_late")
     owner.observe([failing_group("a", "A")])
     assert reader.stats()["size"] == owner.stats()["size"] > 0  # one buffer, seen from both
+
+
+def test_the_actor_runs_on_the_given_node_and_prunes_its_own_files(local_ray, tmp_path):
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
+
+    here = ray.get_runtime_context().get_node_id()
+    client = ReplayBufferClient(CONFIG, owner=True, name="rrl_test_node", node_id=here)
+    assert ray.get(client._actor.node_id.remote()) == here
+    client.observe([failing_group("a", "the prompt a")])
+    for step in (2, 4, 6):
+        assert client.save(str(tmp_path / f"global_step{step}.jsonl"))
+    (tmp_path / "global_step_notes.txt").write_text("not a buffer file")
+    removed = client.prune(str(tmp_path), keep=2)
+    assert sorted(os.path.basename(p) for p in removed) == ["global_step2.jsonl", "global_step2.jsonl.meta.json"]
+    assert sorted(os.listdir(tmp_path)) == ["global_step4.jsonl", "global_step4.jsonl.meta.json",
+                                           "global_step6.jsonl", "global_step6.jsonl.meta.json",
+                                           "global_step_notes.txt"]
+
+
+def test_a_hung_call_saves_the_actors_state_before_it_is_replaced(local_ray, tmp_path):
+    """--rrl_buffer_call_timeout: a call past it counts as a hung actor. Here every call is 'hung' (a limit of
+    1 ms); the replacement must start from what the old actor had, not from the last checkpoint."""
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
+
+    rescue = str(tmp_path / "rescue.jsonl")
+    client = ReplayBufferClient(dict(CONFIG, buffer_call_timeout=60.0), owner=True, name="rrl_test_hung",
+                                rescue_path=rescue)
+    client.observe([failing_group("a", "the prompt a")])
+    before = client.stats()
+    assert before["size"] > 0 and client.last_saved is None  # nothing was ever checkpointed
+    old_pid = ray.get(client._actor.pid.remote())
+    client.call_timeout = 0.001
+    metrics = client.observe([failing_group("z", "the prompt z", response=(20, 21, 22, 23, 24, 25))])
+    client.call_timeout = 60.0
+    assert metrics["rrl/buffer_actor_restarts"] == 1.0 and "GetTimeoutError" in client.last_warning
+    after = client.stats()
+    assert client.last_saved == rescue and after["restored_from"] == rescue
+    assert ray.get(client._actor.pid.remote()) != old_pid
+    # the slow call itself finished inside the old actor before it saved: nothing since the start is lost
+    assert after["step"] == 2 and after["size"] >= before["size"]
