@@ -234,3 +234,25 @@ def test_observe_checks_lengths():
     rrl = RetrospectiveReplay(config())
     with pytest.raises(ValueError, match="2 plans but 1 trajectory groups"):
         rrl.observe(rrl.plan([A, B], 0), [[]], 0)
+
+
+def test_async_order_an_entry_retired_at_step_k_is_never_planned_after_k_plus_1():
+    """OpenRLHF's async trainer plans step k+1 before step k is observed. An entry retired when step k is
+    observed may still be in k+1's plan (planned before), but never in a plan made after that."""
+    rrl = RetrospectiveReplay(config(replay_share=0.5, admit_per_step=1, max_restarts_per_prompt=4))
+    plans0 = rrl.plan([A, B], 0)
+    rrl.observe(plans0, [group(plans0[0], [False] * 4, 1, verified=[6, 6, 6, 6]), group(plans0[1], [True] * 4, 2)], 0)
+    (entry,) = list(rrl.buffer.entries())
+    plans_k = rrl.plan([B, C], 1)  # step k restarts the entry ...
+    plans_k1 = rrl.plan([B, C], 2)  # ... and so does k+1, planned before k is observed
+    assert [p.entry_key for p in plans_k if p.is_restart] == [entry.key] == [p.entry_key for p in plans_k1 if p.is_restart]
+    # step k's restart group solves it n/n: retired
+    rrl.observe(plans_k, [group(p, [True] * 4, 3) for p in plans_k], 1)
+    assert entry.key not in rrl.buffer
+    # step k+1's restart group of the retired entry comes back: counted, neither a crash nor a resurrection
+    m = rrl.observe(plans_k1, [group(p, [False, True, False, False], 4) for p in plans_k1], 2)
+    assert m["rrl/restart_groups"] == 1 and entry.key not in rrl.buffer
+    for step in range(3, 8):
+        later = rrl.plan([B, C], step)
+        assert entry.key not in [p.entry_key for p in later]
+        rrl.observe(later, [group(p, [True] * 4, 5) for p in later], step)
