@@ -96,5 +96,9 @@ class ReplaySamplesGenerator(SamplesGenerator):
             start = response["action_ranges"][0][0] if response["action_ranges"] else len(response["observation_tokens"])
             tag = {"restart": False, "key": prompt_key(response["prompt"]), "entry_key": None, "prompt_len": start,
                    "prefix_len": 0}
+        elif tag.get("restart") and not self.train_prefix:
+            # OpenRLHF measures a response by its action range, which starts after a masked prefix; the
+            # length budget and the DAPO overlong penalty are about the whole response, prefix included
+            experience.response_length = experience.response_length + int(tag.get("prefix_len", 0))
         experience.rrl = tag  # read by ReplayExperienceMaker; survives the async trainer's queue (pickled)
         return experience

@@ -141,3 +141,27 @@ def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenize
                 assert torch.any(log_probs.grad[b, 3 + len(prefix):] != 0)
     assert glue["rrl/restart_samples"] == 2.0 and glue["rrl/prefix_mismatch"] == 0.0
     assert glue["rrl/prefix_in_loss_frac"] == 0.0 and glue["rrl/prefix_tokens_mean"] == 2.0
+
+
+def test_a_restart_rows_length_counts_its_prefix_for_the_overlong_penalty(args, tokenizer):
+    """DAPO's overlong penalty (OpenRLHF's own apply_overlong_penalty) reads Experience.response_length: a
+    restart row of prefix + continuation is as long, and as penalised, as a fresh row of that length."""
+    from openrlhf.trainer.ppo_utils.length_penalty import apply_overlong_penalty
+
+    from openrlhf_rrl.openrlhf.samples_generator import ReplaySamplesGenerator
+
+    generator = ReplaySamplesGenerator(strategy=SimpleNamespace(args=args), prompts_dataloader=None,
+                                       eval_dataloader=None, tokenizer=tokenizer, vllm_engines=[], buffer=None)
+    eos = tokenizer.eos_token_id
+    prompt, prefix = [7, 8, 9, 24], [10, 11, 12]
+    tag = {"restart": True, "key": "rk", "entry_key": "e", "prefix_ids": prefix, "prompt_ids": prompt,
+           "prompt_len": len(prompt), "prefix_len": len(prefix)}
+    fresh = response(prompt, prefix + [15, 16, eos], len(prompt), 1.0, prompt="p")
+    restart = response(prompt, prefix + [15, 16, eos], len(prompt) + len(prefix), 1.0, prompt="p", rrl=tag)
+    samples = [generator._process_response_into_experience(r, max_len=24) for r in (fresh, restart)]
+    assert [int(s.response_length) for s in samples] == [6, 6]
+    apply_overlong_penalty(samples, max_new_tokens=8, overlong_buffer_len=4)  # penalised from 4 tokens on
+    assert [float(s.rewards) for s in samples] == pytest.approx([0.5, 0.5])
+    generator.train_prefix = True  # a trained prefix is inside the action range already: counted once
+    trained = response(prompt, prefix + [15, 16, eos], len(prompt), 1.0, prompt="p", rrl=tag)
+    assert int(generator._process_response_into_experience(trained, max_len=24).response_length) == 6
