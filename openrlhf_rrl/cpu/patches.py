@@ -148,7 +148,8 @@ _activated = False
 
 
 def activate() -> None:
-    """AMX state, the flash_attn stand-in and every patch's import hook, in this process (idempotent)."""
+    """AMX state, fault reports, the flash_attn stand-in and every patch's import hook, in this process
+    (idempotent)."""
     global _activated
     if _activated:
         return
@@ -156,6 +157,12 @@ def activate() -> None:
     from .amx import request_amx
 
     request_amx()  # before any kernel of this process can run a tile instruction (amx.py says why)
+    import faulthandler
+
+    # a process killed by SIGILL, SIGSEGV, SIGBUS or SIGFPE (vLLM's engine worker, say) writes the signal
+    # and its Python stack to its stderr, which Ray keeps in the actor's log (cpu/ray_logs.py reads it)
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     from .import_hooks import after_import, provide_lazily
 
     if gpu_visible():

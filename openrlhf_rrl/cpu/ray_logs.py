@@ -50,12 +50,23 @@ def _actor_name(lines: list[str]) -> str:
     return ""
 
 
+FAULT = "Fatal Python error"  # faulthandler's report of a fatal signal, then the stack, innermost first
+FAULT_FRAMES = 3
+
+
 def _causes(lines: list[str]) -> list[str]:
-    """The cause lines of one file: CAUSE lines (an exit code only when it is not 0), and each traceback's
-    exception (the first unindented line after its frames), unless the traceback is the tracker's noise."""
-    found, frames = [], None
+    """The cause lines of one file: CAUSE lines (an exit code only when it is not 0), each traceback's
+    exception (the first unindented line after its frames), unless the traceback is the tracker's noise,
+    and after a fatal signal's report the innermost frames of the stack it names."""
+    found, frames, fault_frames = [], None, 0
     for line in lines:
         body = PREFIX.sub("", line.rstrip())
+        if fault_frames and body.lstrip().startswith("File "):
+            found.append("    at " + body.strip())
+            fault_frames -= 1
+            continue
+        if FAULT in body:
+            fault_frames = FAULT_FRAMES
         logged = VLLM_PREFIX.match(body)
         if logged and (frames is not None or TRACEBACK in body):  # a traceback vLLM logged line by line
             body = body[logged.end():]

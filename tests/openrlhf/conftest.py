@@ -78,11 +78,12 @@ class Run:
         return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause
 
 
-def run_module(module: str, argv, env_extra=None, timeout=1800, silence=300) -> Run:
+def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_line=None) -> Run:
     """Run `python -m module argv` as a user does. A run that prints nothing for `silence` seconds is stuck
     and is stopped, as is one still going after `timeout`; a slow or loaded machine only makes a run slower
-    (a fixed limit of a few minutes failed every run beside a second CPU-heavy job). Whatever it printed is
-    kept, and the reason it was stopped ends its output."""
+    (a fixed limit of a few minutes failed every run beside a second CPU-heavy job, and 300 s of silence
+    was reached once on an overloaded machine while vLLM started). Whatever it printed is kept, and the
+    reason it was stopped ends its output. on_line(line, pid) sees each line as it is printed."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines as they are printed: silence must mean silence
     env.update(env_extra or {})
     t0 = time.time()
@@ -94,6 +95,8 @@ def run_module(module: str, argv, env_extra=None, timeout=1800, silence=300) -> 
         for line in proc.stdout:
             lines.append(line)
             last[0] = time.time()
+            if on_line is not None:
+                on_line(line, proc.pid)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -153,5 +156,4 @@ def pipeline():
     """The helpers above, for test modules (--import-mode=importlib cannot import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS,
-                           root=ROOT)
+    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS)
