@@ -1,0 +1,83 @@
+"""Outcome reward + a step checker as a dense process reward, for OpenRLHF (`--reward.remote_url`).
+
+The fair baseline for replay that cuts with a step checker (`--rrl_scorer checker`): the baseline run
+(plain OpenRLHF, or the launcher without `--rrl_enable`) gets the same checker, as reward:
+
+    reward = outcome + RRL_PROCESS_WEIGHT x (verified response tokens / response tokens)
+
+Set in the environment of the Ray workers (export before `ray start`, or before the launcher when it
+starts Ray itself):
+  RRL_OUTCOME_REWARD   your outcome reward file (OpenRLHF's reward_func(queries, prompts, labels));
+  RRL_STEP_CHECKER     the step checker you give replay (a .py file with step_checker(prompt_ids,
+                       response_ids, label), or a served checker's http(s) URL), as --rrl_step_checker;
+  RRL_TOKENIZER        the actor's model path: the checker reads token ids, so prompt and response
+                       text are tokenized again (an id can differ from the sampled one where the
+                       tokenizer merges differently; the checker then sees what the text says);
+  RRL_PROCESS_WEIGHT   the weight (default 0.5); tune it like the learning rate, over a few values.
+
+`scores` (dynamic filtering, and what --rrl_success_threshold reads) stay the outcome's: the
+process reward shapes the advantages only, it never turns a failure into a success.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+_loaded: dict = {}
+
+
+def _setting(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise RuntimeError(f"reward_process.py: set {name} (see the file's docstring)")
+    return value
+
+
+def _parts():
+    """The outcome reward, the step checker and the tokenizer, loaded once per process."""
+    if not _loaded:
+        from transformers import AutoTokenizer
+
+        from openrlhf_rrl.core.step_checker import load_step_checker
+
+        path = _setting("RRL_OUTCOME_REWARD")
+        spec = importlib.util.spec_from_file_location("rrl_outcome_reward", path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"reward_process.py: RRL_OUTCOME_REWARD={path} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded["outcome"] = module.reward_func
+        _loaded["checker"] = load_step_checker(_setting("RRL_STEP_CHECKER"))
+        _loaded["tokenizer"] = AutoTokenizer.from_pretrained(_setting("RRL_TOKENIZER"))
+        _loaded["weight"] = float(os.environ.get("RRL_PROCESS_WEIGHT", "0.5"))
+    return _loaded
+
+
+def verified_share(checker, tokenizer, prompt: str, response: str, label) -> float:
+    """The share of the response's tokens the step checker verifies, in [0, 1]."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if not response_ids:
+        return 0.0
+    verdict = checker(prompt_ids, response_ids, label)
+    tokens = verdict[0] if isinstance(verdict, tuple) else verdict
+    return min(1.0, max(0, int(tokens or 0)) / len(response_ids))
+
+
+def reward_func(queries, prompts, labels, **kwargs):
+    parts = _parts()
+    outcome = parts["outcome"](queries, prompts, labels, **kwargs)
+    if isinstance(outcome, dict):
+        rewards = torch.as_tensor(outcome["rewards"], dtype=torch.float32)
+        scores = torch.as_tensor(outcome.get("scores", outcome["rewards"]), dtype=torch.float32)
+        extra = dict(outcome.get("extra_logs", {}))
+    else:
+        rewards = torch.as_tensor(outcome, dtype=torch.float32)
+        scores, extra = rewards.clone(), {}
+    share = torch.tensor([verified_share(parts["checker"], parts["tokenizer"], p, q[len(p):], lab)
+                          for q, p, lab in zip(queries, prompts, labels)], dtype=torch.float32)
+    extra["verified_share"] = share
+    return {"rewards": rewards + parts["weight"] * share, "scores": scores, "extra_logs": extra}
