@@ -24,6 +24,10 @@ WORKER_ENV_DEFAULTS = {
     # Ray otherwise swaps 127.0.0.1 for the machine's interface address; this keeps it on loopback
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray starts its worker processes at niceness 15: beside any other CPU-heavy process (a second job, a
+    # benchmark) every actor of the run then gets a few % of a core, and a smoke run of minutes takes
+    # hours. The raylet reads this when ray.init starts it; Ray's own job drivers run at 0 too.
+    "RAY_worker_niceness": "0",
 }
 # passed through to workers when set (every cache inside the project: see scripts/env.sh)
 PASS_THROUGH_PREFIXES = ("RRL_",)  # the project's own switches and logs

@@ -137,6 +137,23 @@ def test_logical_gpus_cover_openrlhfs_placement():
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # Ray stays on loopback
 
 
+def test_the_local_rays_workers_compete_for_the_cpu_at_normal_priority():
+    """Ray starts workers at niceness 15: beside a second CPU-heavy process every actor of a smoke run got
+    ~3% of a core and a 2-minute run took over an hour. The CPU mode's Ray starts them at 0."""
+    code = ("import os, ray; from types import SimpleNamespace as N; from openrlhf_rrl.cpu.ray_local import "
+            "start_local_ray; one = N(num_nodes=1, num_gpus_per_node=1); start_local_ray(N(actor=one, ref=one, "
+            "critic=one, reward=one, vllm=N(num_engines=1, tensor_parallel_size=1))); "
+            "print(ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))")
+    worker, driver = map(int, python(code, RRL_CPU_MODE="1").split())
+    assert worker == driver  # the driver's own priority (0 unless the whole run was started under nice)
+    # the same worker, under Ray's own default (Ray's sockets need a short path: the project's cache folder)
+    stock = code.replace("from openrlhf_rrl.cpu.ray_local import start_local_ray; ", "").replace(
+        "start_local_ray(N(actor=one, ref=one, critic=one, reward=one, vllm=N(num_engines=1, tensor_parallel_size=1)))",
+        "ray.init(address='local', num_cpus=1, include_dashboard=False, _temp_dir=os.environ.get('RRL_RAY_TMPDIR'))")
+    worker, driver = map(int, python(stock).split())
+    assert worker == min(19, driver + 15)
+
+
 def _amx_probe(**env):
     return python("from openrlhf_rrl.cpu.amx import amx_permitted; print(amx_permitted())", **env)
 
