@@ -38,6 +38,12 @@ def sidecar_path(path: str) -> str:
     return path + ".meta.json"
 
 
+def saved_steps(directory: str) -> list[int]:
+    """The steps of the global_step<N>.jsonl buffer files in `directory`, oldest first."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(int(m.group(1)) for m in (re.fullmatch(r"global_step(\d+)\.jsonl", n) for n in names) if m)
+
+
 class ReplayBufferActor:
     def __init__(self, config: dict, restore_path: str | None = None, stop_token_ids=()):
         """stop_token_ids: the tokenizer's EOS (and pad) ids, which no retained prefix may contain."""
@@ -108,9 +114,7 @@ class ReplayBufferActor:
 
     def prune(self, directory: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` global_step*.jsonl files (and sidecars) in `directory`."""
-        steps = sorted(int(m.group(1)) for m in (re.fullmatch(r"global_step(\d+)\.jsonl", f)
-                                                 for f in (os.listdir(directory) if os.path.isdir(directory) else []))
-                       if m)
+        steps = saved_steps(directory)
         removed = []
         for step in steps[: max(0, len(steps) - max(1, int(keep)))]:
             path = os.path.join(directory, f"global_step{step}.jsonl")

@@ -10,9 +10,7 @@ on resume.
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 
 import ray
 from openrlhf.trainer import ppo_trainer_async
@@ -21,6 +19,7 @@ from openrlhf.utils.logging_utils import init_logger
 
 from ..config import RRLConfig
 from .buffer_actor import ReplayBufferClient
+from .buffer_actor import saved_steps as buffer_files_steps
 from .experience_maker import ReplayExperienceMaker
 from .samples_generator import ReplaySamplesGenerator
 
@@ -37,12 +36,7 @@ def buffer_file(args, global_step: int) -> str:
 
 
 def saved_steps(args) -> list[int]:
-    steps = []
-    for path in glob.glob(os.path.join(buffer_dir(args), "global_step*.jsonl")):
-        m = re.fullmatch(r"global_step(\d+)\.jsonl", os.path.basename(path))
-        if m:
-            steps.append(int(m.group(1)))
-    return sorted(steps)
+    return buffer_files_steps(buffer_dir(args))
 
 
 # ---------------------------------------------------------------------- shared by the trainers
