@@ -15,8 +15,14 @@ from types import SimpleNamespace
 import ray
 
 
-def install_replay(args, config) -> None:
-    """Give every actor the checked, typed RRL options as args.rrl.* and swap in the replay classes."""
+def rrl_namespace(config, driver_node_id=None) -> SimpleNamespace:
+    """args.rrl as every actor reads it: the checked, typed RRL options and the driver's Ray node (where
+    the buffer actor is placed)."""
+    return SimpleNamespace(**config.to_dict(), driver_node_id=driver_node_id)
+
+
+def install_replay(args, config, driver_node_id=None) -> None:
+    """Give every actor the RRL options as args.rrl.* and swap in the replay classes."""
     import openrlhf.trainer.ppo_trainer as sync_trainer
     import openrlhf.trainer.ppo_trainer_async as async_trainer
     import openrlhf.trainer.ray.vllm_engine as vllm_engine
@@ -24,7 +30,7 @@ def install_replay(args, config) -> None:
     from .restart_rollout import ReplayRolloutActor
     from .trainers import ReplayPPOTrainer, ReplayPPOTrainerAsync
 
-    args.rrl = SimpleNamespace(**config.to_dict())
+    args.rrl = rrl_namespace(config, driver_node_id)
     sync_trainer.PPOTrainer = ray.remote(ReplayPPOTrainer)
     async_trainer.PPOTrainerAsync = ray.remote(ReplayPPOTrainerAsync)
     vllm_engine.RolloutRayActor = ray.remote(ReplayRolloutActor)

@@ -104,9 +104,8 @@ def main(argv=None) -> int:
                 from .install import install_replay
 
                 # train() has started or joined Ray by now: the buffer actor is placed on this node
-                args.rrl.driver_node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-
-                install_replay(args, resolve_rrl_config(args, scorer_given))
+                node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+                install_replay(args, resolve_rrl_config(args, scorer_given), driver_node_id=node)
 
         if enabled:  # train_ppo_ray binds PolicyModelActor when its module runs: swap it for the whole run
             from .install import replay_policy_actor
