@@ -23,6 +23,7 @@ from .core.step_checker import is_url
 
 CUT_CONTROL_MODES = ("auto", "on", "off")
 LOSS_NORMS = ("response", "trained")
+DISPLACED_PROMPTS = ("defer", "drop")
 
 
 @dataclass
@@ -63,7 +64,12 @@ class RRLConfig:
     loss_norm: str = "response"  # response (count a restart's prefix in the token-mean) or trained
     buffer_path: str | None = None
     buffer_call_timeout: float = 600.0
+    displaced_prompts: str = "defer"  # defer (every dataset prompt rolled out once per episode) or drop
     seed: int = 0
+
+    def max_share(self) -> float:
+        """The largest share of a batch replay may take: the fixed share, or 'auto''s ceiling."""
+        return self.share_max if self.replay_share == "auto" else float(self.replay_share)
 
     def __post_init__(self):
         self.validate()
@@ -334,6 +340,16 @@ _SPECS: dict[str, _Spec] = {
                                  "buffer actor may take before the actor counts as hung; it is then asked to save its "
                                  "state and is replaced from that file (or the last checkpoint). Raise it for very "
                                  "large buffers on a slow file system.", lo=0.0, lo_open=True),
+    "displaced_prompts": _Spec(
+        "str", "one of " + ", ".join(DISPLACED_PROMPTS),
+        "OpenRLHF launcher: what becomes of the dataset prompt whose slot a restart group takes. defer: it is "
+        "rolled out in the next batch, before new prompts, so an episode still rolls out every prompt once; the "
+        "episode gets longer by its restart groups (same batch size per step), and the learning-rate schedule is "
+        "stretched to the longest episode replay can make (OpenRLHF's step count / (1 - the largest share)), so "
+        "a decaying schedule ends a little above its floor when the buffer was sometimes empty. drop: it is not "
+        "rolled out in this episode, so the run has the baseline's steps and compute (compute-matched "
+        "comparisons); about a replay share of the data is then never seen in a one-episode run.",
+        choices=DISPLACED_PROMPTS),
     "seed": _Spec("int", "an integer", "Seed of the buffer's and the planner's random draws. Vary it "
                        "with the training seed when comparing seeds."),
 }

@@ -32,7 +32,7 @@ GROUPS = [
         "buffer_capacity", "per_prompt_capacity", "admit_per_step", "temperature", "restart_decay", "policy",
         "target_pass_rate", "cut_control", "retire_solved_rate", "retire_dead_after", "untried_ttl"]),
     ("Watching it", ["idle_warn_steps"]),
-    ("Training and files", ["train_prefix", "loss_norm", "buffer_path", "buffer_call_timeout", "seed"]),
+    ("Training and files", ["train_prefix", "loss_norm", "buffer_path", "buffer_call_timeout", "displaced_prompts", "seed"]),
 ]
 
 

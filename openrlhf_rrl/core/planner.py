@@ -40,6 +40,11 @@ def _seed_for(seed: int, step: int) -> int:
     return (int(seed) * 1_000_003 + int(step)) & 0xFFFFFFFFFFFF
 
 
+def restart_slots(share: float, n_prompts: int) -> int:
+    """Restart groups in a batch of n_prompts groups at this share (rounded, at most the batch)."""
+    return min(n_prompts, int(math.floor(share * n_prompts + 0.5)))
+
+
 class ReplayPlanner:
     def __init__(self, schedule, policy, max_restarts_per_prompt: int = 1, seed: int = 0,
                  restart_temperature: float | None = None):
@@ -51,8 +56,7 @@ class ReplayPlanner:
         self.last_slots = 0  # restart slots the schedule asked for at the last plan()
 
     def slots(self, n_prompts: int, step: int) -> int:
-        share = self.schedule(step)
-        return min(n_prompts, int(math.floor(share * n_prompts + 0.5)))
+        return restart_slots(self.schedule(step), n_prompts)
 
     def plan(self, prompts: list[PromptRef], step: int, buffer: ReplayBuffer,
              fresh_rates: dict | None = None) -> list[GroupPlan]:

@@ -6,6 +6,10 @@ reads from its result the token ids, the raw reward, the critic's values (PPO wi
 rollout log-probs (or the actor's, when vLLM did not return them) of each sample. One per-sample
 count is added to each experience's info: the restart prefix tokens outside the action mask, which
 the actor's loss normaliser counts with --rrl_loss_norm response (policy_actor.py).
+
+The groups dynamic filtering dropped (samples_generator.FILTERED_ATTR) are observed too, from their
+raw samples: token ids, reward and vLLM's log-probs, but no critic values or actor log-probs, which
+OpenRLHF never computes for them (so the critic scorer proposes no cut in them).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import os
 
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+from .samples_generator import FILTERED_ATTR
 
 AUDIT_LOG_ENV = "RRL_ROLLOUT_LOG"  # a JSONL path: one line per restart sample, for review and the tests
 # Experience.info key: per sample, its restart prefix tokens outside the action mask (0 for fresh rows, and
@@ -38,10 +44,11 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         self._metrics: dict = {}
 
     def make_experience_batch(self, rollout_samples):
+        filtered = (getattr(rollout_samples[0], FILTERED_ATTR, None) if rollout_samples else None) or []
         experiences = super().make_experience_batch(rollout_samples)
         for e in experiences:
             e.info[MASKED_PREFIX_KEY] = self.masked_prefix_tokens(rollout_samples, e)
-        groups, glue = self.groups(rollout_samples, experiences)
+        groups, glue = self.groups(rollout_samples, experiences, filtered)
         metrics = self.buffer.observe(groups)
         metrics.update(glue)
         self._metrics = metrics
@@ -69,31 +76,35 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         return torch.tensor(counts, dtype=torch.float32)
 
     # ------------------------------------------------------------------ building the buffer's view
-    def groups(self, rollout_samples, experiences):
-        """Groups of n consecutive samples (OpenRLHF's own grouping) as the buffer actor's observe() input."""
+    def groups(self, rollout_samples, experiences, filtered=()):
+        """Groups of n consecutive samples (OpenRLHF's own grouping) as the buffer actor's observe() input:
+        the trained ones, located in `experiences`, then the filtered ones, read from their raw samples."""
         where = {}
         for e in experiences:
             for b, i in enumerate(e.index):
                 where[i] = (e, b)
+        trained = [(s, *where[i]) for i, s in enumerate(rollout_samples)]
         n = self.args.rollout.n_samples_per_prompt
         groups, restart_rows, mismatches = [], [], 0
-        for start in range(0, len(rollout_samples), n):
-            members = list(range(start, min(start + n, len(rollout_samples))))
-            tags = [getattr(rollout_samples[i], "rrl", None) for i in members]
-            if any(t is None for t in tags) or len({(t["key"], t.get("entry_key")) for t in tags}) != 1:
-                continue  # not a group this plugin dispatched (should not happen): leave it out of the buffer
-            rows = [self.trajectory(rollout_samples[i], *where[i]) for i in members]
-            tag = tags[0]
-            plan = {"key": tag["key"], "prompt_ids": rows[0]["prompt_ids"], "label": rollout_samples[start].labels[0],
-                    "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
-            group = {"plan": plan, "text": rollout_samples[start].prompts[0], "trajectories": rows}
-            if tag.get("prompt_mismatch_entry"):  # a restart skipped as a fresh group: its entry is retired
-                group["mismatched_entry_key"] = tag["prompt_mismatch_entry"]
-                mismatches += 1
-            groups.append(group)
-            if tag["restart"]:
-                restart_rows.extend((rollout_samples[i], *where[i], r) for i, r in zip(members, rows))
-        return groups, dict(self.restart_checks(restart_rows), **{"rrl/prompt_mismatch": float(mismatches)})
+        for located in (trained, [(s, s, 0) for s in filtered]):
+            for start in range(0, len(located), n):
+                members = located[start:start + n]
+                tags = [getattr(s, "rrl", None) for s, _, _ in members]
+                if any(t is None for t in tags) or len({(t["key"], t.get("entry_key")) for t in tags}) != 1:
+                    continue  # not a group this plugin dispatched (should not happen): leave it out of the buffer
+                rows = [self.trajectory(*m) for m in members]
+                tag, first = tags[0], members[0][0]
+                plan = {"key": tag["key"], "prompt_ids": rows[0]["prompt_ids"], "label": first.labels[0],
+                        "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
+                group = {"plan": plan, "text": first.prompts[0], "trajectories": rows}
+                if tag.get("prompt_mismatch_entry"):  # a restart skipped as a fresh group: its entry is retired
+                    group["mismatched_entry_key"] = tag["prompt_mismatch_entry"]
+                    mismatches += 1
+                groups.append(group)
+                if tag["restart"]:
+                    restart_rows.extend((*m, r) for m, r in zip(members, rows))
+        glue = {"rrl/prompt_mismatch": float(mismatches), "rrl/filtered_groups": float(len(filtered) // max(1, n))}
+        return groups, dict(self.restart_checks(restart_rows), **glue)
 
     def trajectory(self, sample, e, b) -> dict:
         """One sample as core.Trajectory fields: values and log-probs indexed by response position."""

@@ -7,6 +7,7 @@ import importlib.metadata
 
 from ..config import RRLConfig
 from ..core.errors import RRLConfigError
+from ..core.planner import restart_slots
 
 # scorers the OpenRLHF integration can feed: entropy needs per-token entropies, which OpenRLHF's
 # experiences do not carry; checker needs --rrl_step_checker
@@ -29,6 +30,21 @@ def check_openrlhf_version() -> str:
         raise RRLConfigError(f"--rrl_enable: OpenRLHF {version} is installed; openrlhf-rrl supports "
                              f"{', '.join(SUPPORTED_OPENRLHF_VERSIONS)}")
     return version
+
+
+def dispatch_size(args) -> int:
+    """Prompts in one planned dispatch: OpenRLHF's vLLM generation batch (the rollout batch by default)."""
+    return int(getattr(args.rollout, "vllm_generate_batch_size", None) or args.rollout.batch_size)
+
+
+def episode_stretch(args, config: RRLConfig) -> float:
+    """How much longer an episode can get when displaced prompts are deferred: a batch of n prompts
+    rolls out at least n - slots dataset prompts, so an episode has at most n / (n - slots) times as
+    many batches as OpenRLHF counts (1 with --rrl_displaced_prompts drop)."""
+    if config.displaced_prompts != "defer":
+        return 1.0
+    n = dispatch_size(args)
+    return n / (n - restart_slots(config.max_share(), n))
 
 
 def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
@@ -54,6 +70,11 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
         raise RRLConfigError("--rrl_loss_norm: response is not supported with --train.dynamic_batch_enable (its "
                              "loss normaliser is computed in the replay buffer); use --rrl_loss_norm trained or "
                              "turn dynamic batching off")
+    n = dispatch_size(args)
+    if config.displaced_prompts == "defer" and restart_slots(config.max_share(), n) >= n:
+        raise RRLConfigError(f"--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay "
+                             f"share of {config.max_share()} fills all {n} slots of a batch with restarts (lower "
+                             f"--rrl_replay_share / --rrl_share_max, or use drop)")
     if not args.vllm.num_engines:
         raise RRLConfigError("--rrl_enable: restarts run on the vLLM engines; set --vllm.num_engines >= 1")
     if getattr(args.data, "max_images_per_prompt", 0) > 0:

@@ -10,6 +10,7 @@ on resume.
 
 from __future__ import annotations
 
+import math
 import os
 
 import ray
@@ -21,7 +22,8 @@ from ..config import RRLConfig
 from .buffer_actor import ReplayBufferClient
 from .buffer_actor import saved_steps as buffer_files_steps
 from .experience_maker import ReplayExperienceMaker
-from .samples_generator import ReplaySamplesGenerator
+from .samples_generator import DEFERRED_ATTR, ReplaySamplesGenerator
+from .startup_check import episode_stretch
 
 logger = init_logger(__name__)
 
@@ -37,6 +39,39 @@ def buffer_file(args, global_step: int) -> str:
 
 def saved_steps(args) -> list[int]:
     return buffer_files_steps(buffer_dir(args))
+
+
+# the key under a checkpoint's data_loader_state_dict that holds the displaced prompts not yet rolled out
+# (the dataloader's own state counts them as consumed); the generator takes it out before the loader loads
+DEFERRED_KEY = "rrl_deferred_prompts"
+
+
+def with_deferred(client_states, deferred):
+    """client_states with the deferred prompts added to its dataloader state (a copy; None stays None)."""
+    if not client_states or not isinstance(client_states.get("data_loader_state_dict"), dict):
+        return client_states
+    out = dict(client_states)
+    out["data_loader_state_dict"] = dict(client_states["data_loader_state_dict"], **{DEFERRED_KEY: list(deferred)})
+    return out
+
+
+def pop_deferred(loader_state) -> list:
+    """Take the deferred prompts out of a checkpoint's dataloader state (in place); [] if none."""
+    return [tuple(p) for p in loader_state.pop(DEFERRED_KEY, [])] if isinstance(loader_state, dict) else []
+
+
+def stretched_max_steps(max_steps: int, args) -> int:
+    """OpenRLHF's step count for the learning-rate schedule, as long as an episode with deferred
+    displaced prompts can get (startup_check.episode_stretch)."""
+    return int(math.ceil(max_steps * episode_stretch(args, RRLConfig.from_args(args))))
+
+
+def make_samples_generator(strategy, dataloader, eval_dataloader, tokenizer, vllm_engines, buffer):
+    config = RRLConfig.from_args(strategy.args)
+    return ReplaySamplesGenerator(strategy=strategy, prompts_dataloader=dataloader, eval_dataloader=eval_dataloader,
+                                  tokenizer=tokenizer, vllm_engines=vllm_engines, buffer=buffer,
+                                  train_prefix=config.train_prefix,
+                                  defer_displaced=config.displaced_prompts == "defer")
 
 
 # ---------------------------------------------------------------------- shared by the trainers
@@ -62,19 +97,20 @@ class ReplayTrainerMixin:
         self.experience_maker = ReplayExperienceMaker(
             self.actor_model_group, self.critic_model_group, self.reward_model_group, self.reference_model_group,
             self.kl_ctl, self.strategy, self.tokenizer, buffer=self.rrl, config=self.rrl_config)
+        self._deferred = []  # displaced prompts not yet rolled out, as of the last trained batch
         if hasattr(self, "samples_generator"):  # the sync trainer generates in-process
-            self.samples_generator = ReplaySamplesGenerator(
-                strategy=self.strategy, prompts_dataloader=self.prompts_dataloader,
-                eval_dataloader=self.eval_dataloader, tokenizer=self.tokenizer, vllm_engines=vllm_engines,
-                buffer=self.rrl, train_prefix=self.rrl_config.train_prefix)
+            self.samples_generator = make_samples_generator(
+                self.strategy, self.prompts_dataloader, self.eval_dataloader, self.tokenizer, vllm_engines, self.rrl)
 
     def train_step(self, rollout_samples, global_step):
+        if rollout_samples:
+            self._deferred = getattr(rollout_samples[0], DEFERRED_ATTR, None) or []
         status, global_step = super().train_step(rollout_samples, global_step)
         status.update(self.experience_maker.pop_metrics())
         return status, global_step
 
     def save_logs_and_checkpoints(self, global_step, logs_dict=None, client_states=None):
-        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        super().save_logs_and_checkpoints(global_step, logs_dict, with_deferred(client_states, self._deferred))
         if global_step % self.args.ckpt.save_steps == 0:
             if self.rrl.save(buffer_file(self.args, global_step)):
                 # as many buffer files as OpenRLHF keeps checkpoints, pruned on the node that wrote them
@@ -85,6 +121,8 @@ class ReplayTrainerMixin:
 
     def init_checkpoint_states(self):
         states = super().init_checkpoint_states()
+        if hasattr(self, "samples_generator"):  # sync: the generator is here (async: it reads them in load_state_dict)
+            self.samples_generator.restore_deferred(pop_deferred(states.get("data_loader_state_dict")))
         step = int(states.get("global_step", 0) or 0)
         if step > 0:
             earlier = [s for s in saved_steps(self.args) if s <= step]
@@ -103,6 +141,9 @@ class ReplayPPOTrainer(ReplayTrainerMixin, PPOTrainer.__ray_actor_class__):
                          reference_model_group, vllm_engines, **generate_kwargs)
         self._attach_replay(vllm_engines)
 
+    def get_max_steps(self):
+        return stretched_max_steps(super().get_max_steps(), self.args)
+
 
 class ReplayTrainingActor(ReplayTrainerMixin, ppo_trainer_async.TrainingActor.__ray_actor_class__):
     def __init__(self, *args, **kwargs):
@@ -119,11 +160,16 @@ class ReplayTrainingActor(ReplayTrainerMixin, ppo_trainer_async.TrainingActor.__
 class ReplayGenerateSamplesActor(ppo_trainer_async.GenerateSamplesActor.__ray_actor_class__):
     def __init__(self, pretrain, strategy, vllm_engines, **kwargs):
         super().__init__(pretrain, strategy, vllm_engines, **kwargs)
-        tokenizer = self.samples_generator.tokenizer
-        self.samples_generator = ReplaySamplesGenerator(
-            strategy=strategy, prompts_dataloader=self.prompts_dataloader, eval_dataloader=self.eval_dataloader,
-            tokenizer=tokenizer, vllm_engines=vllm_engines, buffer=make_buffer_client(strategy.args, owner=False),
-            train_prefix=RRLConfig.from_args(strategy.args).train_prefix)
+        self.samples_generator = make_samples_generator(
+            strategy, self.prompts_dataloader, self.eval_dataloader, self.samples_generator.tokenizer, vllm_engines,
+            make_buffer_client(strategy.args, owner=False))
+
+    def get_max_steps(self):
+        return stretched_max_steps(super().get_max_steps(), self.args)
+
+    def load_state_dict(self, state_dict):
+        self.samples_generator.restore_deferred(pop_deferred(state_dict))
+        return super().load_state_dict(state_dict)
 
 
 class ReplayPPOTrainerAsync(ppo_trainer_async.PPOTrainerAsync.__ray_actor_class__):

@@ -14,6 +14,9 @@ pytest.importorskip("vllm")
 # differ by 0.43 in mean |log-prob| on the restart actions (measured on the saved models).
 SYNCED_VLLM_KL = 0.03
 RRL = ["--rrl_enable", "--rrl_replay_share", "0.5", "--rrl_cut_every", "2", "--rrl_hard_threshold", "1.0"]
+# the runs whose subject is not the data: OpenRLHF's step count, as in the baseline (the default, defer,
+# rolls the displaced prompts out later and makes an episode longer; the GRPO test checks it)
+DROP = ["--rrl_displaced_prompts", "drop"]
 
 
 def read_jsonl(path):
@@ -33,12 +36,27 @@ def tokenizer(tiny):
     return AutoTokenizer.from_pretrained(tiny["model"])
 
 
+def fresh_rows_per_prompt(calls, restarts):
+    """Per prompt, the reward calls that were fresh rollouts: all its calls less its restart samples."""
+    out = {}
+    for c in calls:
+        out[c["prompt"]] = out.get(c["prompt"], 0) + 1
+    for r in restarts:
+        out[r["prompt"]] -= 1
+    return out
+
+
 def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, pipeline):
     audit, rewards, tb = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl", tmp_path / "tb"
-    run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=16, extra=[
+    run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=8, extra=[
         "--rrl_cpu_mode", *RRL, "--actor.adam.lr", "1e-2", "--ckpt.disable_ds", "--logger.tensorboard_dir", str(tb)]),
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
-    assert_ok(run, 4)
+    # 8 prompts, 4 a batch: step 1 all fresh (empty buffer); step 2 restarts k (at most 2) and defers k
+    # prompts; step 3 rolls those k out (the loader has run dry: no restart). With --rrl_displaced_prompts
+    # drop: 2 steps, and k prompts never rolled out.
+    assert_ok(run, 3)
+    k = int(run.steps[1]["rrl/restart_groups"])
+    assert [s["rrl/restart_groups"] for s in run.steps] == [0, k, 0] and k in (1, 2)
     assert "CPU patch vllm_worker_cpu_reload" in run.output and "--vllm.sync_backend nccl -> gloo" in run.output
 
     # restarts happened (rrl metrics in OpenRLHF's step log)
@@ -54,7 +72,10 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
 
     restarts = read_jsonl(audit)
     calls = read_jsonl(rewards)
-    assert restarts and len(calls) == 4 * 8
+    assert len(restarts) == 2 * k and len(calls) == 8 + 8 + 2 * k
+    # every dataset prompt rolled out fresh exactly once (one group of 2), restarts or not
+    assert fresh_rows_per_prompt(calls, restarts) == dict.fromkeys({c["prompt"] for c in calls}, 2)
+    assert len({c["prompt"] for c in calls}) == 8
     assert all(isinstance(c["reward"], float) for c in calls) and len({c["reward"] for c in calls}) > 1
     by_query = {(c["query"], c["prompt"]): c for c in calls}
     for r in restarts:
@@ -84,7 +105,7 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
 def test_ppo_with_a_critic_saves_the_buffer_and_a_resumed_run_restores_it(tiny, tmp_path, pipeline):
     ckpt = str(tmp_path / "ckpt")
     argv = pipeline.base_args(tiny, ckpt, "gae", max_samples=12, extra=[
-        "--rrl_cpu_mode", *RRL, "--ckpt.save_steps", "2", "--actor.adam.lr", "1e-3"])
+        "--rrl_cpu_mode", *RRL, *DROP, "--ckpt.save_steps", "2", "--actor.adam.lr", "1e-3"])
     first = pipeline.run_launcher(argv)
     assert_ok(first, 3)
     assert all("critic_loss" in s for s in first.steps)
@@ -106,10 +127,43 @@ def test_ppo_with_a_critic_saves_the_buffer_and_a_resumed_run_restores_it(tiny, 
 
 def test_async_trainer_with_rrl(tiny, tmp_path, pipeline):
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=12, extra=[
-        "--rrl_cpu_mode", *RRL, "--train.async_enable", "--ckpt.disable_ds"]))
+        "--rrl_cpu_mode", *RRL, *DROP, "--train.async_enable", "--ckpt.disable_ds"]))
     assert_ok(run, 3)
     assert sum(s["rrl/restart_groups"] for s in run.steps) > 0
     assert all(s.get("rrl/prefix_mismatch", 0.0) == 0.0 for s in run.steps)
+
+
+FILTER_RANGE = (0.15, 1.0)  # the tiny model's groups average 0-0.4: about half fall at or below 0.15
+
+
+def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, tmp_path, pipeline):
+    """DAPO's dynamic filtering on: the groups it drops still give the buffer candidates (fresh ones) and
+    outcomes (restart ones)."""
+    audit, rewards = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl"
+    run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=16, extra=[
+        "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds", "--algo.dynamic_filtering_enable",
+        "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE)]),
+        {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
+    assert run.rc == 0 and run.steps, run.tail()
+    dropped = run.output.count("Filtered out: avg_reward=")  # OpenRLHF's own line per dropped group
+    observed = sum(s["rrl/filtered_groups"] for s in run.steps)
+    # all of them, but those of a last call whose every group was dropped (no step trains on it)
+    assert 0 < observed <= dropped, (observed, dropped)
+
+    def kept(scores):
+        return FILTER_RANGE[0] < sum(scores) / len(scores) < FILTER_RANGE[1]
+
+    first_group = {}
+    for c in read_jsonl(rewards):  # a prompt's first 2 reward calls are its fresh group (restarts come later)
+        first_group.setdefault(c["prompt"], []).append(c["reward"])
+    filtered_prompts = {p for p, r in first_group.items() if not kept(r[:2])}
+    restarts = read_jsonl(audit)  # every restart sample the buffer observed, trained or filtered
+    # states cut from dropped all-fail groups were admitted, and restarted
+    assert filtered_prompts & {r["prompt"] for r in restarts}, (filtered_prompts, len(restarts))
+    # and restart groups the filter dropped reached the buffer with their outcome
+    groups = [[r["reward"] for r in restarts[i:i + 2]] for i in range(0, len(restarts), 2)]
+    assert any(not kept(g) for g in groups), groups
+    assert sum(s["rrl/restart_groups"] for s in run.steps) == len(groups)
 
 
 def test_without_rrl_enable_the_run_is_openrlhfs_own(tiny, tmp_path, cpu_ray_cluster, pipeline):

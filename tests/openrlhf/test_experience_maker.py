@@ -165,3 +165,53 @@ def test_a_restart_rows_length_counts_its_prefix_for_the_overlong_penalty(args, 
     generator.train_prefix = True  # a trained prefix is inside the action range already: counted once
     trained = response(prompt, prefix + [15, 16, eos], len(prompt), 1.0, prompt="p", rrl=tag)
     assert int(generator._process_response_into_experience(trained, max_len=24).response_length) == 6
+
+
+def test_groups_the_dynamic_filter_dropped_are_observed_from_their_raw_samples(args, tokenizer):
+    """A filtered group never reaches OpenRLHF's experience maker: the buffer reads its token ids, reward and
+    vLLM's log-probs from the raw samples; it has no critic values (the critic scorer skips it)."""
+    import copy
+
+    from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
+
+    from openrlhf_rrl.config import RRLConfig
+    from openrlhf_rrl.openrlhf.experience_maker import ReplayExperienceMaker
+    from openrlhf_rrl.openrlhf.samples_generator import FILTERED_ATTR, ReplaySamplesGenerator
+
+    args = copy.deepcopy(args)
+    strategy = SimpleNamespace(args=args)
+    generator = ReplaySamplesGenerator(strategy=strategy, prompts_dataloader=None, eval_dataloader=None,
+                                       tokenizer=tokenizer, vllm_engines=[], buffer=None)
+    eos = tokenizer.eos_token_id
+    tag = {"restart": True, "key": "rk", "entry_key": "entry1", "prefix_ids": [10, 11], "prompt_ids": [7, 8, 24],
+           "prompt_len": 3, "prefix_len": 2}
+    trained = [generator._process_response_into_experience(response([5, 6, 24], r, 3, w, prompt="kept"), max_len=24)
+               for r, w in (([12, eos], 1.0), ([13, eos], 0.0))]
+    filtered = [generator._process_response_into_experience(r, max_len=24) for r in (
+        response([5, 6, 24], [14, 15, eos], 3, 0.0, prompt="all fail"),
+        response([5, 6, 24], [16, eos], 3, 0.0, prompt="all fail"),
+        response([7, 8, 24], [10, 11, 17, eos], 5, 1.0, prompt="restart", rrl=tag),
+        response([7, 8, 24], [10, 11, 18, eos], 5, 1.0, prompt="restart", rrl=tag))]
+    setattr(trained[0], FILTERED_ATTR, filtered)
+
+    recorder = Recorder()
+    maker = ReplayExperienceMaker(None, None, None, None, FixedKLController(0.0), strategy, tokenizer,
+                                  buffer=recorder, config=RRLConfig.from_args(args))
+    maker.critic_model_group = object()  # a PPO run: trained rows have values, filtered ones cannot
+    split = maker.split_rollout_samples(trained)
+    for e in split:
+        width = e.action_mask.shape[1]
+        e.action_log_probs = torch.full((len(e.index), width), -0.5)
+        e.values = torch.ones(len(e.index), width)
+    groups, glue = maker.groups(trained, split, getattr(trained[0], FILTERED_ATTR))
+
+    assert [g["text"] for g in groups] == ["kept", "all fail", "restart"]
+    assert glue["rrl/filtered_groups"] == 2.0
+    fail = groups[1]["trajectories"]
+    assert [t["response_ids"] for t in fail] == [[14, 15, eos], [16, eos]]
+    assert [t["success"] for t in fail] == [False, False] and fail[0]["values"] is None
+    assert fail[0]["logprobs"] == pytest.approx([-0.1, -0.2, -0.3])  # vLLM's, per response token
+    assert groups[1]["plan"]["entry_key"] is None and groups[2]["plan"]["entry_key"] == "entry1"
+    assert [t["reward"] for t in groups[2]["trajectories"]] == [1.0, 1.0]  # an all-pass restart outcome
+    assert glue["rrl/restart_samples"] == 2.0 and glue["rrl/prefix_mismatch"] == 0.0
+    assert groups[0]["trajectories"][0]["values"] is not None

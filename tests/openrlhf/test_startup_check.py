@@ -39,11 +39,32 @@ def test_scorer_defaults_to_the_critic_when_the_run_has_one(parse):
     (["--rrl_train_prefix"], "--rrl_train_prefix: the replayed prefix was sampled by an older policy"),
     (["--rrl_replay_share", "2"], "--rrl_replay_share: expected a number in [0, 1] or 'auto', got 2"),
     (["--vllm.num_engines", "0"], "--rrl_enable: restarts run on the vLLM engines"),
+    (["--rrl_replay_share", "0.9", "--rollout.batch_size", "4"],
+     "--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay share of 0.9 fills all 4"),
+    (["--rrl_replay_share", "auto", "--rrl_share_max", "1"],
+     "--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay share of 1.0 fills all"),
+    (["--rrl_displaced_prompts", "keep"], "--rrl_displaced_prompts: expected one of defer, drop, got keep"),
 ])
 def test_options_that_do_not_fit_the_algorithm_stop_with_one_line_naming_the_flag(parse, argv, message):
     with pytest.raises(RRLConfigError) as err:
         check(parse("--rrl_enable", *argv), scorer_given=any("scorer" in a for a in argv))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_deferring_displaced_prompts_stretches_the_learning_rate_schedule_to_the_longest_episode(parse):
+    from openrlhf_rrl.openrlhf.trainers import stretched_max_steps
+
+    # 8 prompts a batch, 2 of them restarts at most: an episode has at most 8/6 as many batches
+    args = parse("--rrl_enable", "--rrl_replay_share", "0.25", "--rollout.batch_size", "8")
+    assert check(args).displaced_prompts == "defer" and stretched_max_steps(30, args) == 40
+    auto = parse("--rrl_enable", "--rrl_replay_share", "auto", "--rrl_share_max", "0.5", "--rollout.batch_size", "8")
+    assert stretched_max_steps(30, auto) == 60  # auto may reach its ceiling
+    # drop keeps OpenRLHF's count; so does a share too small to take a slot of the generation batch
+    assert stretched_max_steps(30, parse("--rrl_enable", "--rrl_displaced_prompts", "drop")) == 30
+    assert stretched_max_steps(30, parse("--rrl_enable", "--rrl_replay_share", "0.05", "--rollout.batch_size", "8",
+                                         "--rollout.vllm_generate_batch_size", "8")) == 30
+    # and the replay check passes a share at 1 with drop (no prompt is waiting for a fresh slot)
+    assert check(parse("--rrl_enable", "--rrl_replay_share", "1", "--rrl_displaced_prompts", "drop")).replay_share == 1.0
 
 
 def test_train_prefix_is_accepted_with_importance_correction(parse):
@@ -84,3 +105,21 @@ def test_docs_name_every_rrl_flag():
     text = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openrlhf.md"), encoding="utf-8").read()
     missing = [f.name for f in fields(RRLConfig) if f"`--rrl_{f.name}`" not in text]
     assert not missing, f"docs/openrlhf.md does not list: {missing}"
+
+
+def test_the_actors_read_the_driver_node_the_launcher_recorded(parse, monkeypatch):
+    """The buffer actor is pinned to the driver's node: the node id the launcher records survives the
+    swap that hands every actor its typed RRL options (it was once overwritten there)."""
+    import openrlhf.trainer.ppo_trainer as sync_trainer
+    import openrlhf.trainer.ppo_trainer_async as async_trainer
+    import openrlhf.trainer.ray.vllm_engine as vllm_engine
+
+    from openrlhf_rrl.openrlhf.install import install_replay
+
+    for module, name in ((sync_trainer, "PPOTrainer"), (async_trainer, "PPOTrainerAsync"),
+                         (vllm_engine, "RolloutRayActor")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    args = parse("--rrl_enable", "--rrl_replay_share", "0.25")
+    install_replay(args, check(args), driver_node_id="node-of-the-driver")
+    assert args.rrl.driver_node_id == "node-of-the-driver" and args.rrl.replay_share == 0.25
+    assert sync_trainer.PPOTrainer.__ray_actor_class__.__name__ == "ReplayPPOTrainer"

