@@ -124,3 +124,44 @@ def test_groups_the_dynamic_filter_drops_ride_with_the_batch_to_the_experience_m
     for samples, f in batches:
         assert all(s.rrl is not None for s in f) and len(f) % N == 0  # whole groups, tagged as dispatched
         assert all(abs(sum(float(s.scores[0]) for s in f[i:i + N]) / N - 0.5) == 0.5 for i in range(0, len(f), N))
+
+
+def test_the_prompt_queue_serves_deferred_prompts_first_and_leaves_nothing_of_a_loader_item():
+    from openrlhf_rrl.openrlhf.samples_generator import PromptQueue
+
+    queue = PromptQueue(iter([(0, ["a", "b", "c"], ["la", "lb", "lc"], None), (1, ["d"], ["ld"], [None])]))
+    assert next(queue) == (None, ["a"], ["la"], [None])
+    queue.defer([("x", "lx", None)])
+    assert [next(queue)[1][0] for _ in range(4)] == ["x", "b", "c", "d"]  # OpenRLHF would drop b, c
+    assert not queue.drained
+    with pytest.raises(StopIteration):
+        next(queue)
+    assert queue.drained
+
+
+def test_prompts_waiting_at_a_checkpoint_ride_in_its_dataloader_state_and_come_back_first():
+    from openrlhf_rrl.openrlhf.trainers import pop_deferred, with_deferred
+
+    loader_state = {"_sampler_iter_yielded": 6, "_num_yielded": 6}
+    states = {"episode": 0, "data_loader_state_dict": loader_state}
+    saved = with_deferred(states, [("p7", "l7"), ("p8", "l8")])
+    assert states["data_loader_state_dict"] == loader_state and "rrl_deferred_prompts" not in loader_state  # a copy
+    restored = dict(saved["data_loader_state_dict"])
+    assert pop_deferred(restored) == [("p7", "l7"), ("p8", "l8")]
+    assert restored == loader_state  # what the dataloader itself loads
+    assert pop_deferred({"_num_yielded": 1}) == [] and with_deferred(None, [("p", "l")]) is None
+
+
+def test_a_resumed_generator_rolls_the_saved_prompts_out_first(local_ray):
+    from openrlhf_rrl.config import RRLConfig
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
+    from openrlhf_rrl.openrlhf.samples_generator import ReplaySamplesGenerator
+
+    buffer = ReplayBufferClient(RRLConfig(enable=True).to_dict(), owner=True, name="rrl_test_resume_deferred")
+    loader = [(i, [p], ["l"], [None]) for i, p in enumerate(DATASET[4:])]  # the loader resumed after d3
+    generator = ReplaySamplesGenerator(strategy=SimpleNamespace(args=generator_args()), prompts_dataloader=loader,
+                                       eval_dataloader=None, tokenizer=None, buffer=buffer,
+                                       vllm_engines=[StubEngine.remote(dict.fromkeys(DATASET, 0.5))])
+    generator.restore_deferred([("d2", "l"), ("d3", "l")])  # displaced at the checkpoint's step
+    samples, *_ = generator.generate_samples(max_new_tokens=4, max_len=32)
+    assert fresh_prompts(samples) == ["d2", "d3", "d4", "d5"]  # an empty buffer: no restart
