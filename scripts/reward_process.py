@@ -62,9 +62,9 @@ def verified_share(checker, tokenizer, prompt: str, response: str, label) -> flo
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if not response_ids:
         return 0.0
-    verdict = checker(prompt_ids, response_ids, label)
-    tokens = verdict[0] if isinstance(verdict, tuple) else verdict
-    return min(1.0, max(0, int(tokens or 0)) / len(response_ids))
+    from openrlhf_rrl.core.step_checker import verified_share as share
+
+    return share(checker(prompt_ids, response_ids, label), len(response_ids))
 
 
 def reward_func(queries, prompts, labels, **kwargs):

@@ -40,6 +40,13 @@ class FileStepChecker:
                              f"verified tokens (an int >= 0), (tokens, steps) or None")
 
 
+def verified_share(verdict, response_len: int) -> float:
+    """The share of a response of response_len tokens that a checker's verdict (tokens, (tokens, steps) or
+    None) verifies correct, in [0, 1]: the dense process reward a baseline gets from the same checker."""
+    tokens = verdict[0] if isinstance(verdict, tuple) else verdict
+    return min(1.0, (tokens or 0) / response_len) if response_len > 0 else 0.0
+
+
 def _is_count(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 

@@ -28,7 +28,7 @@ from openrlhf_rrl.config import RRLConfig
 from openrlhf_rrl.core.errors import RRLConfigError
 from openrlhf_rrl.core.planner import GroupPlan, PromptRef
 from openrlhf_rrl.core.replay import RetrospectiveReplay
-from openrlhf_rrl.core.step_checker import load_step_checker
+from openrlhf_rrl.core.step_checker import load_step_checker, verified_share
 from openrlhf_rrl.core.trajectory import Trajectory
 from openrlhf_rrl.runner import openrlhf_math as orl
 from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
@@ -233,8 +233,7 @@ class Trainer:
         out = []
         for plan, response in zip(rows, responses):
             verdict = self.step_checker(list(plan.prompt.prompt_ids), list(response), plan.prompt.label)
-            tokens = verdict[0] if isinstance(verdict, tuple) else verdict
-            out.append(min(1.0, (tokens or 0) / max(1, len(response))))
+            out.append(verified_share(verdict, len(response)))
         return torch.tensor(out, dtype=torch.float32)
 
     def replay_observe(self, plans, responses, rewards, successes, group_success, roll, values, step) -> dict:
