@@ -24,6 +24,7 @@ from .core.step_checker import is_url
 CUT_CONTROL_MODES = ("auto", "on", "off")
 LOSS_NORMS = ("response", "trained")
 DISPLACED_PROMPTS = ("defer", "drop")
+LOGPROB_TEMPERATURES = ("run", "sampled")
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RRLConfig:
     untried_ttl: int = 50
     idle_warn_steps: int = 20
     restart_temperature: float | None = None
+    logprob_temperature: str = "run"  # run (the run's temperature for every row) or sampled (each row's own)
     train_prefix: bool = False
     loss_norm: str = "response"  # response (count a restart's prefix in the token-mean) or trained
     buffer_path: str | None = None
@@ -322,6 +324,16 @@ _SPECS: dict[str, _Spec] = {
     "restart_temperature": _Spec("float", "a number > 0 or none", "Sampling temperature of restart groups; "
                                  "none means the run's own. Raise it if restart groups fail or pass all together.",
                                  lo=0.0, lo_open=True, none_ok=True),
+    "logprob_temperature": _Spec(
+        "str", "one of " + ", ".join(LOGPROB_TEMPERATURES),
+        "The temperature a row's log-probs are taken at, in the policy's, the reference's and the importance "
+        "correction's passes. run: the run's, for every row (OpenRLHF divides by --rollout.temperature; the "
+        "embedded runner trains the untempered policy), so a hot restart (--rrl_restart_temperature) is "
+        "trained as if the run's policy had sampled it: off-policy, and with importance correction its "
+        "weights blow up. sampled: each row's own sampling temperature, so a hot row is on-policy for the "
+        "tempered policy (importance weight 1 at its first update); in the runner it applies to "
+        "--rollout.hard_temperature rows too. Embedded runner only for now.",
+        choices=LOGPROB_TEMPERATURES),
     "train_prefix": _Spec("flag", "a flag", "Also train on the replayed prefix tokens, with the stored rollout "
                           "log-probs and importance correction; off (default) masks them as prompt-side context. "
                           "Leave it off unless you study it: the prefix was sampled by an older policy."),

@@ -24,7 +24,7 @@ OUT = ROOT / "docs" / "flags.md"
 GROUPS = [
     ("On, off and the replay share: when and how much", [
         "enable", "replay_share", "share_schedule", "start_step", "warmup_steps", "total_steps", "share_min",
-        "share_max", "max_restarts_per_prompt", "restart_temperature"]),
+        "share_max", "max_restarts_per_prompt", "restart_temperature", "logprob_temperature"]),
     ("What counts as promising: which prefixes become candidates", [
         "scorer", "step_checker", "hard_threshold", "success_threshold", "min_prefix_frac", "max_prefix_frac", "min_prefix_tokens",
         "max_prefix_tokens", "cut_every", "boundary_tokens"]),

@@ -259,10 +259,11 @@ def rollout_training_batch(rollout: Rollout, pad_id: int, train_prefix: bool = F
                                 pad_id=pad_id, train_prefix=train_prefix)
 
 
-def sequence_logprobs(model, batch: TrainingBatch, with_entropy: bool = False):
-    """Log-probs (B, T-1) of input_ids[:, 1:] at temperature 1, with gradients; optionally also the
-    per-position entropy. Logits are computed only from the first trained column on (SmolLM2's
-    49k vocabulary makes full-sequence logits large); earlier columns are 0.
+def sequence_logprobs(model, batch: TrainingBatch, with_entropy: bool = False, temperature=None):
+    """Log-probs (B, T-1) of input_ids[:, 1:] at temperature 1, or at each row's `temperature` ((B,)
+    tensor) when given, with gradients; optionally also the per-position entropy (of the same
+    distribution). Logits are computed only from the first trained column on (SmolLM2's 49k
+    vocabulary makes full-sequence logits large); earlier columns are 0.
     """
     total = batch.input_ids.shape[1]
     trained_cols = batch.action_mask.any(0).nonzero()
@@ -272,6 +273,8 @@ def sequence_logprobs(model, batch: TrainingBatch, with_entropy: bool = False):
     out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                 position_ids=batch.position_ids.to(device), use_cache=False, logits_to_keep=keep)
     logits = out.logits[:, :-1, :].float()
+    if temperature is not None:
+        logits = logits / temperature.to(device=logits.device, dtype=logits.dtype)[:, None, None]
     logp_all = torch.log_softmax(logits, dim=-1)
     targets = batch.input_ids[:, first + 1:].to(device)
     chosen = logp_all.gather(-1, targets[..., None]).squeeze(-1)

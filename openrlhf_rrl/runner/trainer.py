@@ -265,6 +265,15 @@ class Trainer:
             groups.append(group)
         return self.replay.observe(plans, groups, step)
 
+    def logprob_temperatures(self, roll) -> torch.Tensor | None:
+        """Per row, the temperature its log-probs are taken at (policy, reference and so the IS ratio):
+        None (1 for every row: the runner's policy is the untempered one) with --rrl_logprob_temperature
+        run; each row's own sampling temperature (1 for greedy rows) with sampled, so a hot row (a hot
+        restart, a --rollout.hard_temperature row) is trained on-policy for the tempered policy."""
+        if self.cfg.rrl.logprob_temperature != "sampled":
+            return None
+        return torch.tensor([t if t > 0 else 1.0 for t in roll.temperature], dtype=torch.float32)
+
     def update(self, batch, rewards: torch.Tensor, roll, group_sizes: list[int]) -> dict:
         """One on-policy update with OpenRLHF's losses; returns metrics (and the critic's values per
         response token, under "_values", for the replay's critic scorer)."""
@@ -272,12 +281,13 @@ class Trainer:
         mask = batch.action_mask.float().to(dev)
         rewards = rewards.to(dev)
         self.policy.train()
-        log_probs = sequence_logprobs(self.policy, batch)
+        temps = self.logprob_temperatures(roll)
+        log_probs = sequence_logprobs(self.policy, batch, temperature=temps)
         old = log_probs.detach()  # one update per rollout: the rollout policy is the current one
         kl = torch.zeros_like(old)
         if self.ref is not None:
             with torch.no_grad():
-                ref_lp = sequence_logprobs(self.ref, batch)
+                ref_lp = sequence_logprobs(self.ref, batch, temperature=temps)
             kl = orl.compute_approx_kl(old, ref_lp, kl_estimator=cfg.kl_estimator) * mask
 
         values = None
@@ -295,7 +305,8 @@ class Trainer:
             advantages = orl.whiten(advantages, mask, std=not cfg.no_std_norm)
 
         # Rows drawn at a temperature != 1 (hot restarts, a hot baseline) are off-policy for the
-        # temperature-1 policy: OpenRLHF's rollout importance-sampling correction weights them.
+        # temperature-1 policy: OpenRLHF's rollout importance-sampling correction weights them (with
+        # --rrl_logprob_temperature sampled their log-probs are tempered too, and the weight is 1).
         rollout_lp = old.clone()
         view = batch.continuation_view(rollout_lp)
         view.copy_(torch.where(batch.continuation_mask.to(dev), roll.sampling_logprobs.to(dev), view))

@@ -35,6 +35,7 @@ VALUES = {
     "retire_dead_after": ("32", 32), "restart_temperature": ("1.2", 1.2), "buffer_path": ("/tmp/b.jsonl", "/tmp/b.jsonl"),
     "seed": ("9", 9), "cut_control": ("on", "on"), "untried_ttl": ("20", 20), "idle_warn_steps": ("5", 5),
     "loss_norm": ("trained", "trained"), "buffer_call_timeout": ("30", 30.0), "displaced_prompts": ("drop", "drop"),
+    "logprob_temperature": ("sampled", "sampled"),
     "step_checker": (__file__, __file__),  # any existing file parses; it is loaded by RetrospectiveReplay
 }
 FLAGS = {"enable", "train_prefix"}

@@ -116,6 +116,11 @@ def test_per_row_temperature(warm_tiny, chain_task, prompts):
     assert not torch.allclose(a.sampling_logprobs[16:][m[16:]], a.logprobs[16:][m[16:]])
     # a hot row's tokens are less likely under the temperature-1 policy than the greedy row's
     assert a.logprobs[16:][m[16:]].mean() < a.logprobs[:8][m[:8]].mean()
+    # the training forward at each row's own temperature gives back the sampling log-probs
+    batch = rollout_training_batch(a, chain_task.pad_id)
+    tempered = batch.continuation_view(sequence_logprobs(warm_tiny, batch, temperature=torch.tensor(
+        [t if t > 0 else 1.0 for t in temps])))
+    assert (tempered - a.sampling_logprobs)[8:][m[8:]].abs().max().item() < 1e-4
 
 
 def test_everything_after_eos_is_masked(warm_tiny, chain_task, prompts):

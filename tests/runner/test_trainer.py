@@ -250,6 +250,34 @@ def test_is_correction_weights_hot_rows(task, tmp_path, monkeypatch):
     assert all(rl is None for f, rl, _ in calls if not f)
 
 
+def test_a_hot_restart_row_is_on_policy_for_the_tempered_policy_with_sampled_logprobs(task, tmp_path, monkeypatch):
+    """--rrl_logprob_temperature sampled: a restart row sampled at T=2 gets its policy log-probs at T=2 too, so
+    its importance weight (rollout vs old log-probs) is 1 at its first update; with run it is not."""
+    seen = {}
+    for mode in ("sampled", "run"):
+        trainer = make_trainer(task, tmp_path, name=f"lt_{mode}", steps=2, is_correction=True,
+                               rrl=eager_rrl(restart_temperature=2.0, logprob_temperature=mode))
+        original = trainer.update
+        monkeypatch.setattr(trainer, "update", lambda batch, rewards, roll, sizes, _o=original, _m=mode:
+                            seen.setdefault(_m, []).append((batch, roll)) or _o(batch, rewards, roll, sizes))
+        calls = []
+        loss = trainer.policy_loss.forward
+        monkeypatch.setattr(trainer.policy_loss, "forward",
+                            lambda *a, _o=loss, _m=mode, **kw: calls.append((kw["rollout_log_probs"], a[1])) or _o(*a, **kw))
+        trainer.run(resume=False)
+        hot_rows_ratio = []
+        for (batch, roll), (rollout_lp, old) in zip(seen[mode], calls):
+            hot = torch.tensor([t == 2.0 for t in roll.temperature])
+            if hot.any():
+                mask = batch.continuation_mask[hot]
+                log_ratio = batch.continuation_view(old.cpu() - rollout_lp.cpu())[hot][mask]
+                hot_rows_ratio.append(log_ratio.abs().max().item())
+        assert hot_rows_ratio, mode  # restarts at T=2 ran
+        seen[mode] = max(hot_rows_ratio)
+    assert seen["sampled"] < 1e-4  # importance weight exp(0) = 1 on every hot token
+    assert seen["run"] > 0.1  # trained as if the untempered policy had sampled them
+
+
 def test_process_reward_adds_the_verified_share_and_success_stays_the_outcome(task, tmp_path, monkeypatch):
     """--reward.process_weight: the baseline gets the step checker that replay's checker scorer gets."""
     trainer = make_trainer(task, tmp_path, steps=2, process_reward_weight=0.5)
