@@ -332,7 +332,7 @@ _SPECS: dict[str, _Spec] = {
         "trained as if the run's policy had sampled it: off-policy, and with importance correction its "
         "weights blow up. sampled: each row's own sampling temperature, so a hot row is on-policy for the "
         "tempered policy (importance weight 1 at its first update); in the runner it applies to "
-        "--rollout.hard_temperature rows too. Embedded runner only for now.",
+        "--rollout.hard_temperature rows too. OpenRLHF: not with --ds.packing_samples.",
         choices=LOGPROB_TEMPERATURES),
     "train_prefix": _Spec("flag", "a flag", "Also train on the replayed prefix tokens, with the stored rollout "
                           "log-probs and importance correction; off (default) masks them as prompt-side context. "

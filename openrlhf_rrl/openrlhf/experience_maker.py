@@ -20,6 +20,7 @@ import os
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
+from .row_temperature import row_temperatures
 from .samples_generator import FILTERED_ATTR
 
 AUDIT_LOG_ENV = "RRL_ROLLOUT_LOG"  # a JSONL path: one line per restart sample, for review and the tests
@@ -42,6 +43,22 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         self.buffer = buffer
         self.config = config
         self._metrics: dict = {}
+
+    def make_experience(self, samples_list):
+        # per micro-batch, its rows' sampling temperatures (--rrl_logprob_temperature sampled), for the
+        # policy's and the reference's forwards that _dispatch_forward sends
+        self._row_temperatures = [row_temperatures(s.info) for s in samples_list]
+        try:
+            return super().make_experience(samples_list)
+        finally:
+            self._row_temperatures = None
+
+    def _dispatch_forward(self, group, sync_condition, **kwargs):
+        temps = getattr(self, "_row_temperatures", None)
+        if temps and all(t is not None for t in temps) and group is not None and group in (
+                self.actor_model_group, self.initial_model_group):
+            kwargs["row_temperature"] = temps
+        return super()._dispatch_forward(group, sync_condition, **kwargs)
 
     def make_experience_batch(self, rollout_samples):
         filtered = (getattr(rollout_samples[0], FILTERED_ATTR, None) if rollout_samples else None) or []

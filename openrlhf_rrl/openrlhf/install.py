@@ -38,14 +38,20 @@ def install_replay(args, config, driver_node_id=None) -> None:
 
 @contextlib.contextmanager
 def replay_policy_actor():
-    """OpenRLHF's PolicyModelActor replaced by the replay-aware one (same Ray options) for the duration."""
+    """OpenRLHF's PolicyModelActor and ReferenceModelActor replaced by the replay-aware ones (same Ray
+    options) for the duration."""
+    import openrlhf.trainer.ray.launcher as launcher
     import openrlhf.trainer.ray.ppo_actor as ppo_actor
 
-    from .policy_actor import ReplayPolicyModelActor
+    from .policy_actor import ReplayPolicyModelActor, ReplayReferenceModelActor
 
-    original = ppo_actor.PolicyModelActor
-    ppo_actor.PolicyModelActor = ray.remote(**original._default_options)(ReplayPolicyModelActor)
+    swaps = [(ppo_actor, "PolicyModelActor", ReplayPolicyModelActor),
+             (launcher, "ReferenceModelActor", ReplayReferenceModelActor)]
+    originals = [getattr(module, name) for module, name, _ in swaps]
+    for (module, name, cls), original in zip(swaps, originals):
+        setattr(module, name, ray.remote(**original._default_options)(cls))
     try:
         yield
     finally:
-        ppo_actor.PolicyModelActor = original
+        for (module, name, _), original in zip(swaps, originals):
+            setattr(module, name, original)

@@ -1,4 +1,5 @@
-"""OpenRLHF's policy actor with the token-mean's normaliser counting restart prefixes (--rrl_loss_norm).
+"""OpenRLHF's policy actor with the token-mean's normaliser counting restart prefixes (--rrl_loss_norm),
+and the policy and reference actors taking per-row temperatures (row_temperature.py).
 
 OpenRLHF averages the token-level policy loss over the optimizer step's action tokens:
 ActorPPOTrainer.ppo_train pairs each micro-batch with `iter_grad_accum_global_norm(..., mask_fn)`,
@@ -16,10 +17,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from openrlhf.trainer.ray import ppo_actor
+from openrlhf.trainer.ray import launcher, ppo_actor
 from openrlhf.utils.logging_utils import init_logger
 
 from .experience_maker import MASKED_PREFIX_KEY
+from .row_temperature import row_temperatures, tempered_rows
 
 logger = init_logger(__name__)
 
@@ -64,6 +66,23 @@ def prefix_counting_norm():
         ppo_actor.iter_grad_accum_global_norm = original
 
 
+@contextlib.contextmanager
+def tempered_training_steps(trainer):
+    """The trainer's training_step divides each row's logits by the row's sampling temperature (when its
+    experience carries them: --rrl_logprob_temperature sampled) for the duration."""
+    original = trainer.training_step
+
+    def training_step(experience, *args, **kwargs):
+        with tempered_rows(trainer.actor, row_temperatures(experience.info)):
+            return original(experience, *args, **kwargs)
+
+    trainer.training_step = training_step
+    try:
+        yield
+    finally:
+        trainer.training_step = original
+
+
 class ReplayPolicyModelActor(ppo_actor.PolicyModelActor.__ray_actor_class__):
     def init_model_from_pretrained(self, strategy, *args, **kwargs):
         out = super().init_model_from_pretrained(strategy, *args, **kwargs)
@@ -71,8 +90,19 @@ class ReplayPolicyModelActor(ppo_actor.PolicyModelActor.__ray_actor_class__):
             logger.info("[openrlhf-rrl] --rrl_loss_norm response: the token-mean counts restart prefix tokens")
         return out
 
+    def forward(self, *args, row_temperature=None, **kwargs):
+        with tempered_rows(self.actor, row_temperature):
+            return super().forward(*args, **kwargs)
+
     def fit(self, kl_ctl: float = 0):
-        if not counts_prefix(self.strategy.args):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(tempered_training_steps(self.trainer))
+            if counts_prefix(self.strategy.args):
+                stack.enter_context(prefix_counting_norm())
             return super().fit(kl_ctl)
-        with prefix_counting_norm():
-            return super().fit(kl_ctl)
+
+
+class ReplayReferenceModelActor(launcher.ReferenceModelActor.__ray_actor_class__):
+    def forward(self, *args, row_temperature=None, **kwargs):
+        with tempered_rows(self.model, row_temperature):
+            return super().forward(*args, **kwargs)

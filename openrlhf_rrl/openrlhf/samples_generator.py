@@ -21,7 +21,10 @@ import hashlib
 from collections import deque
 from copy import deepcopy
 
+import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+from .row_temperature import TEMPERATURE_KEY
 
 
 # the attribute of a batch's first sample that carries the groups dynamic filtering dropped (a list of
@@ -52,6 +55,7 @@ class _RoutingCall:
         restart = {"prompt_ids": plan["prompt_ids"], "prefix_ids": plan["prefix_ids"], "fresh_temperature": fresh_temperature,
                    "prefix_logprobs": plan.get("prefix_logprobs"), "train_prefix": plan["train_prefix"],
                    "tag": {"restart": True, "key": plan["key"], "entry_key": plan["entry_key"],
+                           "temperature": float(kwargs["sampling_params"].temperature),
                            "prefix_ids": list(plan["prefix_ids"]), "prompt_ids": list(plan["prompt_ids"])}}
         return self.engine.generate_restart_responses.remote(restart=restart, **kwargs)
 
@@ -97,11 +101,13 @@ class PromptQueue:
 
 
 class ReplaySamplesGenerator(SamplesGenerator):
-    def __init__(self, *args, buffer, train_prefix: bool = False, defer_displaced: bool = True, **kwargs):
+    def __init__(self, *args, buffer, train_prefix: bool = False, defer_displaced: bool = True,
+                 row_temperatures: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.buffer = buffer
         self.train_prefix = train_prefix
         self.defer_displaced = defer_displaced
+        self.row_temperatures = row_temperatures  # --rrl_logprob_temperature sampled (row_temperature.py)
         self._plan_next_dispatch = False
         self._evaluating = False
         self._queue: PromptQueue | None = None
@@ -186,6 +192,9 @@ class ReplaySamplesGenerator(SamplesGenerator):
             # OpenRLHF measures a response by its action range, which starts after a masked prefix; the
             # length budget and the DAPO overlong penalty are about the whole response, prefix included
             experience.response_length = experience.response_length + int(tag.get("prefix_len", 0))
+        if self.row_temperatures:  # the temperature vLLM drew this row at (greedy rows: none, i.e. 1)
+            t = float(tag.get("temperature") or generate_kwargs.get("temperature", 1.0))
+            experience.info[TEMPERATURE_KEY] = torch.tensor([t if t > 0 else 1.0])
         experience.rrl = tag  # read by ReplayExperienceMaker; survives the async trainer's queue (pickled)
         self._rolled_out.append(experience)
         return experience

@@ -43,9 +43,9 @@ def episode_stretch(args, config: RRLConfig) -> float:
     many batches as OpenRLHF counts (1 with --rrl_displaced_prompts drop)."""
     if config.displaced_prompts != "defer":
         return 1.0
-    if config.logprob_temperature != "run":
-        raise RRLConfigError("--rrl_logprob_temperature: sampled is implemented in the embedded runner only; "
-                             "OpenRLHF takes every row's log-probs at --rollout.temperature (use run)")
+    if config.logprob_temperature == "sampled" and args.ds.packing_samples:
+        raise RRLConfigError("--rrl_logprob_temperature: sampled divides each row's logits by its own temperature, "
+                             "and --ds.packing_samples packs the rows into one (use run, or no packing)")
     n = dispatch_size(args)
     return n / (n - restart_slots(config.max_share(), n))
 
@@ -73,9 +73,9 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
         raise RRLConfigError("--rrl_loss_norm: response is not supported with --train.dynamic_batch_enable (its "
                              "loss normaliser is computed in the replay buffer); use --rrl_loss_norm trained or "
                              "turn dynamic batching off")
-    if config.logprob_temperature != "run":
-        raise RRLConfigError("--rrl_logprob_temperature: sampled is implemented in the embedded runner only; "
-                             "OpenRLHF takes every row's log-probs at --rollout.temperature (use run)")
+    if config.logprob_temperature == "sampled" and args.ds.packing_samples:
+        raise RRLConfigError("--rrl_logprob_temperature: sampled divides each row's logits by its own temperature, "
+                             "and --ds.packing_samples packs the rows into one (use run, or no packing)")
     n = dispatch_size(args)
     if config.displaced_prompts == "defer" and restart_slots(config.max_share(), n) >= n:
         raise RRLConfigError(f"--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay "

@@ -71,7 +71,8 @@ def make_samples_generator(strategy, dataloader, eval_dataloader, tokenizer, vll
     return ReplaySamplesGenerator(strategy=strategy, prompts_dataloader=dataloader, eval_dataloader=eval_dataloader,
                                   tokenizer=tokenizer, vllm_engines=vllm_engines, buffer=buffer,
                                   train_prefix=config.train_prefix,
-                                  defer_displaced=config.displaced_prompts == "defer")
+                                  defer_displaced=config.displaced_prompts == "defer",
+                                  row_temperatures=config.logprob_temperature == "sampled")
 
 
 # ---------------------------------------------------------------------- shared by the trainers

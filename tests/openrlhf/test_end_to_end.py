@@ -138,13 +138,18 @@ FILTER_RANGE = (0.15, 1.0)  # the tiny model's groups average 0-0.4: about half 
 
 def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, tmp_path, pipeline):
     """DAPO's dynamic filtering on: the groups it drops still give the buffer candidates (fresh ones) and
-    outcomes (restart ones)."""
+    outcomes (restart ones). The restarts run hot (T=2) with their log-probs at T=2 as well."""
     audit, rewards = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl"
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=16, extra=[
         "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds", "--algo.dynamic_filtering_enable",
-        "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE)]),
+        "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE),
+        "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled"]),
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
     assert run.rc == 0 and run.steps, run.tail()
+    # hot restart rows reached the actor with their temperature, and vLLM's log-probs (at T=2, what the
+    # importance correction compares with) match the actor's: the rows are on-policy, weight 1
+    assert max(s["rrl/temperature"] for s in run.steps) > 1.0
+    assert max(abs(s["vllm_kl"]) for s in run.steps) < SYNCED_VLLM_KL, [s["vllm_kl"] for s in run.steps]
     dropped = run.output.count("Filtered out: avg_reward=")  # OpenRLHF's own line per dropped group
     observed = sum(s["rrl/filtered_groups"] for s in run.steps)
     # all of them, but those of a last call whose every group was dropped (no step trains on it)

@@ -43,7 +43,8 @@ def test_scorer_defaults_to_the_critic_when_the_run_has_one(parse):
      "--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay share of 0.9 fills all 4"),
     (["--rrl_replay_share", "auto", "--rrl_share_max", "1"],
      "--rrl_displaced_prompts: defer needs a fresh prompt in every batch, and a replay share of 1.0 fills all"),
-    (["--rrl_logprob_temperature", "sampled"], "--rrl_logprob_temperature: sampled is implemented in the embedded"),
+    (["--rrl_logprob_temperature", "sampled", "--ds.packing_samples"],
+     "--rrl_logprob_temperature: sampled divides each row's logits by its own temperature, and --ds.packing_samples"),
     (["--rrl_displaced_prompts", "keep"], "--rrl_displaced_prompts: expected one of defer, drop, got keep"),
 ])
 def test_options_that_do_not_fit_the_algorithm_stop_with_one_line_naming_the_flag(parse, argv, message):
