@@ -133,23 +133,22 @@ def test_async_trainer_with_rrl(tiny, tmp_path, pipeline):
     assert all(s.get("rrl/prefix_mismatch", 0.0) == 0.0 for s in run.steps)
 
 
-FILTER_RANGE = (0.15, 1.0)  # the tiny model's groups average 0-0.4: about half fall at or below 0.15
+# the tiny model's groups average 0-0.4: the range drops the near-all-fail and the best ones, about a third
+FILTER_RANGE = (0.05, 0.2)
 
 
 def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, tmp_path, pipeline):
     """DAPO's dynamic filtering on: the groups it drops still give the buffer candidates (fresh ones) and
     outcomes (restart ones). The restarts run hot (T=2) with their log-probs at T=2 as well."""
-    audit, rewards = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl"
+    from openrlhf_rrl.openrlhf.samples_generator import prompt_key
+
+    audit, rewards, buffer = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl", tmp_path / "buffer.jsonl"
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=16, extra=[
         "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds", "--algo.dynamic_filtering_enable",
-        "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE),
-        "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled"]),
+        "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE), "--rrl_admit_per_step", "64",
+        "--rrl_buffer_path", str(buffer), "--ckpt.save_steps", "1", "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled"]),
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
     assert run.rc == 0 and run.steps, run.tail()
-    # hot restart rows reached the actor with their temperature, and vLLM's log-probs (at T=2, what the
-    # importance correction compares with) match the actor's: the rows are on-policy, weight 1
-    assert max(s["rrl/temperature"] for s in run.steps) > 1.0
-    assert max(abs(s["vllm_kl"]) for s in run.steps) < SYNCED_VLLM_KL, [s["vllm_kl"] for s in run.steps]
     dropped = run.output.count("Filtered out: avg_reward=")  # OpenRLHF's own line per dropped group
     observed = sum(s["rrl/filtered_groups"] for s in run.steps)
     # all of them, but those of a last call whose every group was dropped (no step trains on it)
@@ -161,14 +160,20 @@ def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, 
     first_group = {}
     for c in read_jsonl(rewards):  # a prompt's first 2 reward calls are its fresh group (restarts come later)
         first_group.setdefault(c["prompt"], []).append(c["reward"])
-    filtered_prompts = {p for p, r in first_group.items() if not kept(r[:2])}
-    restarts = read_jsonl(audit)  # every restart sample the buffer observed, trained or filtered
-    # states cut from dropped all-fail groups were admitted, and restarted
-    assert filtered_prompts & {r["prompt"] for r in restarts}, (filtered_prompts, len(restarts))
-    # and restart groups the filter dropped reached the buffer with their outcome
+    filtered_keys = {prompt_key(p) for p, r in first_group.items() if not kept(r[:2])}
+    # states cut from dropped fresh groups were admitted (every candidate is, with --rrl_admit_per_step 64)
+    entries = [e for e in read_jsonl(buffer) if "prompt_key" in e]
+    assert filtered_keys & {e["prompt_key"] for e in entries}, (len(filtered_keys), len(entries))
+    # restart groups the filter dropped reached the buffer with their outcome (the audit log has every restart
+    # sample the buffer observed, group by group)
+    restarts = read_jsonl(audit)
     groups = [[r["reward"] for r in restarts[i:i + 2]] for i in range(0, len(restarts), 2)]
     assert any(not kept(g) for g in groups), groups
     assert sum(s["rrl/restart_groups"] for s in run.steps) == len(groups)
+    # hot restart rows reached the actor with their temperature, and vLLM's log-probs (at T=2, what the
+    # importance correction compares with) match the actor's: the rows are on-policy, weight 1
+    assert max(s["rrl/temperature"] for s in run.steps) > 1.0
+    assert max(abs(s["vllm_kl"]) for s in run.steps) < SYNCED_VLLM_KL, [s["vllm_kl"] for s in run.steps]
 
 
 def test_without_rrl_enable_the_run_is_openrlhfs_own(tiny, tmp_path, cpu_ray_cluster, pipeline):
