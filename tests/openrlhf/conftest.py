@@ -24,6 +24,16 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STEP_LINE = re.compile(r"Global step (\d+): (\{.*\})\s*$")
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray in this process for one test module (the buffer actor, the generator's engines)."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=os.environ.get("RRL_RAY_TMPDIR"))
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A tiny Llama + word tokenizer, chain prompts and a reward file (openrlhf_rrl.cpu.tiny_assets)."""

@@ -12,14 +12,6 @@ CONFIG = RRLConfig(enable=True, replay_share=0.5, cut_every=2, hard_threshold=1.
                    max_prefix_frac=0.9, admit_per_step=4).to_dict()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=os.environ.get("RRL_RAY_TMPDIR"))
-    yield
-    ray.shutdown()
-
-
 def failing_group(key, text, prompt_ids=(5, 6, 7), response=(9, 10, 11, 12, 13, 14)):
     traj = {"prompt_key": key, "prompt_ids": list(prompt_ids), "response_ids": list(response), "reward": 0.1,
             "success": False, "label": "3 4", "logprobs": [-1.0] * len(response), "values": None, "prefix_len": 0,
@@ -122,8 +114,9 @@ def test_the_actor_runs_on_the_given_node_and_prunes_its_own_files(local_ray, tm
 
 
 def test_a_hung_call_saves_the_actors_state_before_it_is_replaced(local_ray, tmp_path):
-    """--rrl_buffer_call_timeout: a call past it counts as a hung actor. Here every call is 'hung' (a limit of
-    1 ms); the replacement must start from what the old actor had, not from the last checkpoint."""
+    """--rrl_buffer_call_timeout: a call past it counts as a hung actor. Here the call is 'hung' (a limit of 0 s:
+    its result cannot be there when it is asked for; 1 ms was not always enough, a warm local Ray answers
+    in less); the replacement must start from what the old actor had, not from the last checkpoint."""
     from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
 
     rescue = str(tmp_path / "rescue.jsonl")
@@ -133,7 +126,7 @@ def test_a_hung_call_saves_the_actors_state_before_it_is_replaced(local_ray, tmp
     before = client.stats()
     assert before["size"] > 0 and client.last_saved is None  # nothing was ever checkpointed
     old_pid = ray.get(client._actor.pid.remote())
-    client.call_timeout = 0.001
+    client.call_timeout = 0.0
     metrics = client.observe([failing_group("z", "the prompt z", response=(20, 21, 22, 23, 24, 25))])
     client.call_timeout = 60.0
     assert metrics["rrl/buffer_actor_restarts"] == 1.0 and "GetTimeoutError" in client.last_warning

@@ -3,7 +3,6 @@ dynamic filtering and its refills) on a real local Ray, with the real buffer act
 every dataset prompt of an episode is rolled out once although restarts take slots, and the groups the
 filter drops still reach the experience maker."""
 
-import os
 import sys
 from types import SimpleNamespace
 
@@ -18,14 +17,6 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 N = 2  # samples per prompt
 DATASET = [f"d{i}" for i in range(8)]
 SEEDS = ["seed-a", "seed-b"]  # the prompts of the buffer's entries
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=os.environ.get("RRL_RAY_TMPDIR"))
-    yield
-    ray.shutdown()
 
 
 def response(prompt, label, prompt_ids, response_ids, start, reward, tag=None):
