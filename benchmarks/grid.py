@@ -43,6 +43,14 @@ _OUTCOME_ONLY = [
     "rrl-reward=--arms rrl --rrl_scorer reward",
     "rrl-mc=--arms rrl --rrl_scorer mc",
 ]
+# Hot rows (restarts at T=2, the baselines' hard prompts at T=2) with their log-probs at the temperature they
+# were sampled at (--rrl_logprob_temperature sampled), replay and the best baseline alike, against the
+# default (run): which of the two becomes the default
+_TEMPERED = [
+    "rrl-tempered=--arms rrl --rrl_logprob_temperature sampled",
+    "baseline-hot2-lr1e-3-tempered=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
+    "--rrl_logprob_temperature sampled",
+]
 DEFAULT_GRIDS = {
     # the hard task: H = 400, 2H = 800 steps
     "chain": (800, "400,800", [
@@ -51,7 +59,7 @@ DEFAULT_GRIDS = {
         "baseline-hot2-lr1e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3",
         "baseline-hot2-lr3e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 3e-3",
         "baseline-lr1e-3=--arms baseline --actor.learning_rate 1e-3",
-    ] + _POLICIES + _OUTCOME_ONLY + _PROCESS_REWARD),
+    ] + _POLICIES + _OUTCOME_ONLY + _PROCESS_REWARD + _TEMPERED),
     # the GSM8K-style task: already ~0.85 after warm-up, so the question is whether replay costs anything
     "arithmetic": (200, "100,200", [
         "baseline=--arms baseline",

@@ -35,6 +35,10 @@ def test_the_chain_grid_gives_the_checker_to_tuned_baselines_and_runs_outcome_on
     weights = [a.split("--reward.process_weight ")[1] for a in grid.DEFAULT_GRIDS["chain"][2] if "process_weight" in a]
     assert len(weights) >= 3 and all(n.startswith("pr-") for n in names if "pr-baseline" in n)
     assert {"rrl-reward", "rrl-mc"} <= set(names)
+    # log-probs at the sampling temperature, for replay and for the tuned hot baseline alike
+    tempered = [a for a in grid.DEFAULT_GRIDS["chain"][2] if "--rrl_logprob_temperature sampled" in a]
+    assert {a.split("=", 1)[0] for a in tempered} == {"rrl-tempered", "baseline-hot2-lr1e-3-tempered"}
+    assert all("--rollout.hard_temperature 2" in a for a in tempered if a.startswith("baseline"))
 
 
 def test_references_best_of_a_prefix_and_named_arms():
