@@ -18,6 +18,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,6 +94,9 @@ class Verdict:
     message: str = ""
 
 
+DRIVER_NODE = "node-of-the-driver"  # the Ray node id the launcher's stand-in runtime context reports
+
+
 class _ReachedTrain(BaseException):
     pass
 
@@ -126,6 +130,8 @@ def launcher():
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("RRL_CPU_MODE", raising=False)
             mp.setattr(ray, "is_initialized", lambda: True)  # train() would otherwise ray.init()
+            # ... so the node the launcher records for the buffer actor is this stand-in's
+            mp.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: DRIVER_NODE))
             mp.setattr(openrlhf.utils, "get_strategy", stop_at_strategy)
             for module, name in ((sync_trainer, "PPOTrainer"), (async_trainer, "PPOTrainerAsync"),
                                  (vllm_engine, "RolloutRayActor")):
@@ -243,6 +249,7 @@ def test_the_launcher_accepts_the_printed_command(dry_runs, launcher, case):
     assert args.rrl.enable is True
     assert 0 < args.rrl.replay_share <= 1
     assert args.rrl.buffer_path and args.rrl.buffer_path.endswith("rrl_buffer.jsonl")
+    assert args.rrl.driver_node_id == DRIVER_NODE  # where every actor will place the buffer actor
     for key, expected in CASES[case][2].items():
         assert value(args, key) == expected, key
     assert placement_problems(args) == []
