@@ -96,7 +96,8 @@ class ReplayPolicyModelActor(ppo_actor.PolicyModelActor.__ray_actor_class__):
 
     def fit(self, kl_ctl: float = 0):
         with contextlib.ExitStack() as stack:
-            stack.enter_context(tempered_training_steps(self.trainer))
+            if getattr(getattr(self.strategy.args, "rrl", None), "logprob_temperature", "run") == "sampled":
+                stack.enter_context(tempered_training_steps(self.trainer))
             if counts_prefix(self.strategy.args):
                 stack.enter_context(prefix_counting_norm())
             return super().fit(kl_ctl)
