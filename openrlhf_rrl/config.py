@@ -357,7 +357,8 @@ _SPECS: dict[str, _Spec] = {
         "OpenRLHF launcher: what becomes of the dataset prompt whose slot a restart group takes. defer: it is "
         "rolled out in the next batch, before new prompts, so an episode still rolls out every prompt once; the "
         "episode gets longer by its restart groups (same batch size per step), and the learning-rate schedule is "
-        "stretched to the longest episode replay can make (OpenRLHF's step count / (1 - the largest share)), so "
+        "stretched to the longest episode replay can make (OpenRLHF's step count x n / (n - restart slots), n the "
+        "generation batch, at the largest share), so "
         "a decaying schedule ends a little above its floor when the buffer was sometimes empty. drop: it is not "
         "rolled out in this episode, so the run has the baseline's steps and compute (compute-matched "
         "comparisons); about a replay share of the data is then never seen in a one-episode run.",

@@ -43,6 +43,7 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         self.buffer = buffer
         self.config = config
         self._metrics: dict = {}
+        self._row_temperatures = None  # set for the duration of make_experience
 
     def make_experience(self, samples_list):
         # per micro-batch, its rows' sampling temperatures (--rrl_logprob_temperature sampled), for the
@@ -54,7 +55,7 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
             self._row_temperatures = None
 
     def _dispatch_forward(self, group, sync_condition, **kwargs):
-        temps = getattr(self, "_row_temperatures", None)
+        temps = self._row_temperatures
         if temps and all(t is not None for t in temps) and group is not None and group in (
                 self.actor_model_group, self.initial_model_group):
             kwargs["row_temperature"] = temps

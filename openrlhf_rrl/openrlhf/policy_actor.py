@@ -21,7 +21,7 @@ from openrlhf.trainer.ray import launcher, ppo_actor
 from openrlhf.utils.logging_utils import init_logger
 
 from .experience_maker import MASKED_PREFIX_KEY
-from .row_temperature import row_temperatures, tempered_rows
+from .row_temperature import per_sample, row_temperatures, tempered_rows
 
 logger = init_logger(__name__)
 
@@ -37,12 +37,10 @@ def counts_prefix(args) -> bool:
 def response_token_mask(experience, action_mask: torch.Tensor) -> torch.Tensor:
     """What the normaliser reads instead of the action mask: row sums = action tokens + masked prefix tokens.
     A row with no action token stays empty (OpenRLHF's sample count is unchanged)."""
-    prefix = experience.info.get(MASKED_PREFIX_KEY)
+    prefix = per_sample(experience.info, MASKED_PREFIX_KEY)
     if prefix is None:
         return action_mask
-    if isinstance(prefix, list):  # the replay buffer's merge keeps per-sample 0-d tensors as a list
-        prefix = [float(x) for x in prefix]
-    prefix = torch.as_tensor(prefix, dtype=torch.float32, device=action_mask.device).reshape(-1, 1)
+    prefix = prefix.to(action_mask.device).reshape(-1, 1)
     mask = action_mask.reshape(action_mask.shape[0], -1).float()
     return torch.cat([mask, prefix * (mask.sum(dim=-1, keepdim=True) > 0)], dim=1)
 

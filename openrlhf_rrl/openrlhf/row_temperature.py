@@ -21,14 +21,19 @@ import torch
 TEMPERATURE_KEY = "rrl/temperature"
 
 
-def row_temperatures(info) -> torch.Tensor | None:
-    """(B,) float32 from an experience's info, or None when the run does not carry them."""
-    temps = info.get(TEMPERATURE_KEY) if info else None
-    if temps is None:
+def per_sample(info, key) -> torch.Tensor | None:
+    """An Experience.info entry as a (B,) float32 tensor, or None when the experience does not carry it."""
+    values = info.get(key) if info else None
+    if values is None:
         return None
-    if isinstance(temps, list):  # the replay buffer's merge keeps per-sample 0-d tensors as a list
-        temps = [float(t) for t in temps]
-    return torch.as_tensor(temps, dtype=torch.float32).reshape(-1)
+    if isinstance(values, list):  # the replay buffer's merge keeps per-sample 0-d tensors as a list
+        values = [float(v) for v in values]
+    return torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+
+
+def row_temperatures(info) -> torch.Tensor | None:
+    """(B,) sampling temperatures from an experience's info, or None when the run does not carry them."""
+    return per_sample(info, TEMPERATURE_KEY)
 
 
 def _actor_module(model):

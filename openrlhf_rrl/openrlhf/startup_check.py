@@ -43,9 +43,6 @@ def episode_stretch(args, config: RRLConfig) -> float:
     many batches as OpenRLHF counts (1 with --rrl_displaced_prompts drop)."""
     if config.displaced_prompts != "defer":
         return 1.0
-    if config.logprob_temperature == "sampled" and args.ds.packing_samples:
-        raise RRLConfigError("--rrl_logprob_temperature: sampled divides each row's logits by its own temperature, "
-                             "and --ds.packing_samples packs the rows into one (use run, or no packing)")
     n = dispatch_size(args)
     return n / (n - restart_slots(config.max_share(), n))
 
