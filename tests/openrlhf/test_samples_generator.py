@@ -87,7 +87,8 @@ def one_episode(name, defer, rewards, *flags):
 
 
 def fresh_prompts(samples):
-    return [s.prompts[0] for s in samples[::N] if not s.rrl["restart"]]
+    """The batch's fresh prompts, sorted: OpenRLHF collects groups in the order they finish (ray.wait)."""
+    return sorted(s.prompts[0] for s in samples[::N] if not s.rrl["restart"])
 
 
 def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(local_ray):
