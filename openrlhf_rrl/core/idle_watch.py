@@ -20,6 +20,7 @@ class StepCounts:
     fresh_groups: int = 0  # fresh groups observed
     hard_groups: int = 0  # ... below --rrl_hard_threshold: the only ones mined for candidates
     mined_rollouts: int = 0  # rollouts of those groups
+    groups_with_success: int = 0  # mined groups with at least one success (what the agree scorer needs)
     response_tokens: int = 0  # their response tokens (for the mean length in the warning)
     cuts: int = 0  # (cut, score) pairs the scorer proposed
     candidates: int = 0  # ... that the policy keeps (passrate: head starts must be correct)
@@ -93,6 +94,10 @@ class IdleWatch:
         if c.scorer == "checker":
             return ("the step checker verified no leading part of any failed rollout "
                     f"(--rrl_step_checker {c.step_checker or 'none given'}); " + limits)
+        if c.scorer == "agree" and w.groups_with_success == 0:
+            return ("none of the hard groups had a success to agree with (the agree scorer cuts a failed rollout "
+                    "only where it parts from a success of its group: more samples per prompt or a hotter sampling "
+                    "temperature give rare successes; --rrl_agree_probes also probes groups without one); " + limits)
         if c.scorer == "critic":
             return "no critic values reached RRL (the critic scorer needs PPO with a critic); " + limits
         if c.scorer == "entropy":

@@ -31,7 +31,7 @@ from .policies import make_policy
 from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
 from .scoring import _as_list, make_scorer
-from .step_checker import load_step_checker
+from .step_checker import load_step_checker, verify_by_agreement
 from .trajectory import Trajectory
 
 # Two candidates of one prompt whose prefixes differ in length by at most this many tokens are
@@ -66,7 +66,10 @@ class RetrospectiveReplay:
         self.scorer = make_scorer(c.scorer, hard_threshold=c.hard_threshold, min_prefix_frac=c.min_prefix_frac,
                                   max_prefix_frac=c.max_prefix_frac, min_prefix_tokens=c.min_prefix_tokens,
                                   max_prefix_tokens=c.max_prefix_tokens or None, cut_every=c.cut_every,
-                                  boundary_tokens=c.boundary_tokens, stop_token_ids=stop_token_ids)
+                                  boundary_tokens=c.boundary_tokens, stop_token_ids=stop_token_ids,
+                                  **({"probes": c.agree_probes} if c.scorer == "agree" else {}))
+        if self.scorer.verifies_by_agreement:
+            self.step_checker = None  # outcome only: agreement with a success is the only verifier
         self.policy = make_policy(c.policy, target_pass_rate=c.target_pass_rate)
         if c.replay_share == "auto":
             self.schedule = AdaptiveShare(lo=c.share_min, hi=c.share_max, start_step=c.start_step)
@@ -151,10 +154,19 @@ class RetrospectiveReplay:
                 mined.append((group, rate, False))
             elif self.both_ways and rate > 1.0 - c.hard_threshold:
                 mined.append((group, rate, True))
+        if c.enable and self.scorer.verifies_by_agreement:
+            # a mixed restart group shows where a continuation parts from a success: a deeper cut
+            for plan, group in zip(plans, trajectories):
+                rate = self.fresh_rates.get(plan.prompt.key, 0.0)
+                if plan.is_restart and group and rate < c.hard_threshold and is_informative([t.success for t in group]):
+                    mined.append((group, rate, False))
+            for group, _, _ in mined:
+                verify_by_agreement(group)
         # one step checker call for the whole step when it can take a batch (a served checker: one POST)
         self._verify([t for group, _, _ in mined for t in group])
         for group, rate, handicap in mined:
             counts.mined_rollouts += len(group)
+            counts.groups_with_success += any(t.success for t in group)
             for t in group:
                 counts.response_tokens += len(t.response_ids)
                 if not handicap:
@@ -271,6 +283,8 @@ class RetrospectiveReplay:
         allowed = self.scorer.allowed_cuts(t)
         end = allowed[-1] if allowed else cut
         if not handicap and not t.success:
+            if t.agreed_ids is not None:  # the success it agrees with is correct all along
+                return max(cut, len(t.agreed_ids))
             end = min(end, t.verified_tokens) if t.verified_tokens is not None else cut
         return max(cut, end)
 
@@ -313,7 +327,8 @@ class RetrospectiveReplay:
             s.handicap = handicap
             if self.cut_control:
                 end = self._source_end(traj, cut, handicap)
-                s.source_ids = tuple(int(x) for x in _as_list(traj.response_ids)[cut:end])
+                source = traj.agreed_ids if traj.agreed_ids is not None and not handicap else traj.response_ids
+                s.source_ids = tuple(int(x) for x in _as_list(source)[cut:end])
             was_there = s.key in self.buffer
             if self.buffer.add(s) and not was_there:
                 admitted += 1

@@ -12,6 +12,9 @@ picks its cuts among the allowed positions, so a limit never silently empties a 
            verified fraction (worked best in DESIGN.md's measurements; needs a process checker).
   entropy  ExTra: cut before the most uncertain tokens; score = the entropy there.
   mc       like reward, but the score is replaced by the restart pass rate (Monte-Carlo refresh).
+  agree    critic-free and checker-free: a failed rollout is verified up to where it parts from a
+           successful rollout of the same group (the outcome reward as a step checker); cut there, as
+           checker does. Restart groups are mined too, so each mixed restart proposes a deeper cut.
   file:x.py  score_func(prompt_ids, response_ids, reward, label, **kw) -> [(cut, score), ...].
 
 Step checkers (--rrl_step_checker: a .py file or a served process reward model) live in step_checker.py.
@@ -29,7 +32,7 @@ from .errors import RRLConfigError
 from .state import RetainedState
 from .trajectory import Trajectory
 
-SCORER_NAMES = ("critic", "reward", "checker", "entropy", "mc")
+SCORER_NAMES = ("critic", "reward", "checker", "entropy", "mc", "agree")
 
 
 class Scorer(Protocol):
@@ -67,6 +70,9 @@ class BaseScorer:
     """Shared part: hard-prompt gate, length limits, building RetainedState objects."""
 
     refresh_from_restarts = False
+    # verified prefixes come from agreement with the group's successes (step_checker.verify_by_agreement),
+    # never from a step checker; mixed restart groups are mined as well as fresh ones
+    verifies_by_agreement = False
 
     def __init__(self, hard_threshold: float = 0.5, min_prefix_frac: float = 0.1, max_prefix_frac: float = 0.9,
                  min_prefix_tokens: int = 1, max_prefix_tokens: int | None = None, cut_every: int = 32,
@@ -186,6 +192,26 @@ class CheckerScorer(BaseScorer):
         return [(c, c / len(traj.response_ids))]
 
 
+class AgreementScorer(CheckerScorer, RewardScorer):
+    """The checker scorer over prefixes verified by agreement with a success of the same group. With probes, a
+    failed rollout of a group without a success (nothing verified) is cut at the reward scorer's cuts, scored below
+    every verified cut (-1 + depth): restarts then tell which of those prefixes can still succeed."""
+
+    verifies_by_agreement = True
+
+    def __init__(self, probes: bool = False, **opts):
+        super().__init__(**opts)
+        self.probes = probes
+
+    def scored_cuts(self, traj, allowed):
+        if traj.verified_tokens is not None or traj.success:
+            return CheckerScorer.scored_cuts(self, traj, allowed)
+        if not self.probes:
+            return []
+        n = len(traj.response_ids)
+        return [(c, -1.0 + c / n) for c in self.stride_or_boundary_cuts(traj, allowed)]
+
+
 class EntropyScorer(BaseScorer):
     def scored_cuts(self, traj, allowed):
         ent = _as_list(traj.entropies)
@@ -235,7 +261,8 @@ def load_user_function(path: str, name: str, flag: str, what: str, signature: st
 
 
 _SCORERS = {"critic": CriticScorer, "reward": RewardScorer, "checker": CheckerScorer,
-            "entropy": EntropyScorer, "mc": MonteCarloScorer}
+            "entropy": EntropyScorer, "mc": MonteCarloScorer,
+            "agree": AgreementScorer}
 
 
 def make_scorer(name: str, **opts) -> BaseScorer:

@@ -47,6 +47,33 @@ def verified_share(verdict, response_len: int) -> float:
     return min(1.0, (tokens or 0) / response_len) if response_len > 0 else 0.0
 
 
+def common_prefix_len(a, b) -> int:
+    """How many leading tokens two responses share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def verify_by_agreement(group) -> None:
+    """The outcome reward as a step checker (--rrl_scorer agree): in a group with a success, each failed
+    rollout is verified up to where it parts from the nearest successful rollout of the group (kept as its
+    agreed_ids: cut control may move a head start along it), a success is verified whole. Filled in place;
+    a group without a success is left unverified (nothing is known)."""
+    wins = [_as_list(t.response_ids)[: len(t.response_ids) - 1 if t.eos else None] for t in group if t.success]
+    if not wins:
+        return
+    for t in group:
+        ids = _as_list(t.response_ids)
+        if t.success:
+            t.verified_tokens = len(ids)
+            continue
+        t.agreed_ids = max(wins, key=lambda w: common_prefix_len(ids, w))
+        t.verified_tokens = common_prefix_len(ids, t.agreed_ids)
+
+
 def _is_count(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 

@@ -23,6 +23,9 @@ class Trajectory:
     eos: bool = True  # the response ended with EOS (its last token); False when cut by max length
     # additions to the agreed interface go after `eos`, so positional construction keeps working
     verified_steps: int | None = None  # reasoning steps in the verified tokens, when the checker says
+    # --rrl_scorer agree: the successful response of the group this one agrees with for verified_tokens tokens
+    # (its stop token dropped), along which cut control may move a head start later
+    agreed_ids: Sequence[int] | None = None
 
     @property
     def eos_pos(self) -> int | None:

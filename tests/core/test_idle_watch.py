@@ -52,8 +52,16 @@ def test_a_checker_that_verifies_nothing_is_named(caplog):
         in warnings[0]
 
 
+def test_agree_without_a_success_to_agree_with_is_named(caplog):
+    rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=2, scorer="agree"))
+    idle, warnings = run(rrl, 2, solved_only_by_easy, caplog)
+    assert idle == [1, 2] and len(warnings) == 1
+    assert ("the agree scorer found no cut point in 8 rollouts of hard prompts: none of the hard groups had a "
+            "success to agree with") in warnings[0]
+
+
 def test_every_candidate_refused_at_admission_is_named(caplog):
-    rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=2, buffer_capacity=0))
+    rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=2, buffer_capacity=0, scorer="reward"))
     _, warnings = run(rrl, 2, solved_only_by_easy, caplog)
     assert len(warnings) == 1
     # 4 rollouts x 4 cuts x 2 steps; per rollout the cuts of a 9-token response are near-duplicate depths
@@ -67,7 +75,7 @@ def test_entries_that_no_restart_slot_reaches_are_named_and_admission_resets_the
     # restarts only from step 100: step 0 admits (not idle), later steps find the prompt again but the
     # per-prompt cap of 1 entry rejects new cuts, and no restart runs
     rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=2, start_step=100, per_prompt_capacity=1,
-                                        admit_per_step=1))
+                                        admit_per_step=1, scorer="reward"))
     idle, warnings = run(rrl, 3, solved_only_by_easy, caplog)
     assert idle[0] == 0 and idle[1:] == [1, 2]
     assert warnings and warnings[-1].endswith("the buffer holds 1 entries but no restart slot reached them (target "
@@ -76,7 +84,7 @@ def test_entries_that_no_restart_slot_reaches_are_named_and_admission_resets_the
 
 
 def test_a_working_run_stays_at_zero_and_0_turns_the_warning_off(caplog):
-    rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=1))
+    rrl = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=1, scorer="reward"))
     idle, warnings = run(rrl, 4, solved_only_by_easy, caplog)
     assert idle == [0, 0, 0, 0] and warnings == []
     quiet = RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=0))
