@@ -27,6 +27,15 @@ DISPLACED_PROMPTS = ("defer", "drop")
 LOGPROB_TEMPERATURES = ("run", "sampled")
 
 
+def default_scorer(has_step_checker: bool, has_critic: bool) -> str:
+    """The scorer when --rrl_scorer is not given, the same in the runner and the OpenRLHF launcher: the longest
+    verified prefix where a step checker exists, the critic's values under PPO, else agreement with the group's
+    successes (the outcome-only scorer that measured best on the chain grid, docs/measurements/)."""
+    if has_step_checker:
+        return "checker"
+    return "critic" if has_critic else "agree"
+
+
 @dataclass
 class RRLConfig:
     enable: bool = False
@@ -41,7 +50,7 @@ class RRLConfig:
     per_prompt_capacity: int = 8
     temperature: float = 1.0
     restart_decay: float = 0.7
-    scorer: str = "reward"
+    scorer: str = "agree"  # without --rrl_scorer the front ends call default_scorer()
     step_checker: str | None = None  # path of a .py file with step_checker(prompt_ids, response_ids, label)
     policy: str = "promise"
     target_pass_rate: float = 0.5
@@ -53,6 +62,7 @@ class RRLConfig:
     min_prefix_tokens: int = 1
     max_prefix_tokens: int = 0
     cut_every: int = 32
+    agree_probes: bool = False
     boundary_tokens: tuple = ()
     admit_per_step: int = -1
     max_restarts_per_prompt: int = 1
@@ -254,8 +264,11 @@ _SPECS: dict[str, _Spec] = {
     "scorer": _Spec("scorer", "one of " + ", ".join(SCORER_NAMES) + " or file:path.py",
                     "How cut points are chosen and scored: critic (PPO values), reward (critic-free), checker "
                     "(longest verified prefix; needs a step checker), entropy (ExTra), mc (reward, then the "
-                    "restart pass rate), or file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw). "
-                    "Use checker when a step checker exists, critic with a PPO critic, else reward or mc."),
+                    "restart pass rate), agree (outcome reward only: a failed rollout is cut where it parts from a "
+                    "successful rollout of the same group, fresh or restart; no checker or critic is used), or "
+                    "file:path.py with score_func(prompt_ids, response_ids, reward, label, **kw). When it is not "
+                    "given, both front ends pick checker where a step checker is given, critic under PPO (gae), else "
+                    "agree (the outcome-only scorer that measured best: docs/measurements/)."),
     "step_checker": _Spec("pyfile", "a path to a .py file, an http(s) URL, or none",
                           "A Python file defining step_checker(prompt_ids, response_ids, label) -> how many leading "
                           "response tokens are verified correct (an int), or (tokens, steps); loaded like an OpenRLHF "
@@ -300,6 +313,11 @@ _SPECS: dict[str, _Spec] = {
                        "(reward and mc scorers), and of cut control's moves. Where the stride lands no cut inside a "
                        "response (one shorter than it), those scorers cut it at 4 evenly spread fractions of its "
                        "allowed range instead. Lower it for short step-structured responses.", lo=1),
+    "agree_probes": _Spec("flag", "on or off", "With --rrl_scorer agree: also cut the failed rollouts of hard groups "
+                          "that have no success (where agreement verifies nothing) at the reward scorer's cuts, as "
+                          "unverified probes admitted after the verified cuts; a probe's restart group that succeeds "
+                          "is mined like any mixed restart group, and a probe that never succeeds retires as dead "
+                          "(--rrl_retire_dead_after)."),
     "boundary_tokens": _Spec("ids", "comma-separated token ids", "Token ids that end a reasoning step (e.g. the "
                              "newline id); cuts go right after them, and cut control moves one step at a time. Set "
                              "them for step-structured tasks."),

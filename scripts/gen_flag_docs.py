@@ -27,7 +27,7 @@ GROUPS = [
         "share_max", "max_restarts_per_prompt", "restart_temperature", "logprob_temperature"]),
     ("What counts as promising: which prefixes become candidates", [
         "scorer", "step_checker", "hard_threshold", "success_threshold", "min_prefix_frac", "max_prefix_frac", "min_prefix_tokens",
-        "max_prefix_tokens", "cut_every", "boundary_tokens"]),
+        "max_prefix_tokens", "cut_every", "boundary_tokens", "agree_probes"]),
     ("Buffer policy: what is kept, replayed first, and retired", [
         "buffer_capacity", "per_prompt_capacity", "admit_per_step", "temperature", "restart_decay", "policy",
         "target_pass_rate", "cut_control", "retire_solved_rate", "retire_dead_after", "untried_ttl"]),

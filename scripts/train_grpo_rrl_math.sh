@@ -12,8 +12,10 @@
 #         ESTIMATOR=reinforce_baseline MODEL_PATH=/models/my-sft bash scripts/train_grpo_rrl_math.sh);
 #         RRL_ARGS for how much and when to replay (docs/tuning.md). Extra arguments are appended
 #         to the launcher's flags, and the last value of a flag wins.
-#         Without a critic, --rrl_scorer is reward (cuts along failed responses, scored by the group's
-#         rewards) or mc (Monte-Carlo: costs extra rollouts); critic needs scripts/train_ppo_rrl_single_node.sh.
+#         Without a critic, --rrl_scorer is agree (cuts a failed response where it parts from a correct one
+#         of its group: the outcome reward as a step checker; docs/measurements/), reward (cuts along failed
+#         responses, scored by the group's rewards) or mc (Monte-Carlo refresh from restart outcomes);
+#         critic needs scripts/train_ppo_rrl_single_node.sh.
 #
 # Check:  bash scripts/train_grpo_rrl_math.sh --dry-run
 #         prints the composed command (one flag per line, shell-quoted) and starts nothing.
@@ -33,7 +35,7 @@ SAVE_PATH=${SAVE_PATH:-$PWD/exp/$ESTIMATOR-rrl-math}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 VLLM_TP=${VLLM_TP:-2}                                       # tensor parallel size of one vLLM engine
 N_SAMPLES=${N_SAMPLES:-8}                                   # group size: samples per prompt
-RRL_SCORER=${RRL_SCORER:-reward}                            # reward | mc
+RRL_SCORER=${RRL_SCORER:-agree}                             # agree | reward | mc
 RRL_REPLAY_SHARE=${RRL_REPLAY_SHARE:-0.25}
 PYTHON=${PYTHON:-python3}
 RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.0.1:8265; empty: run here

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from ..config import RRLConfig
+from ..config import RRLConfig, default_scorer
 from ..core.errors import RRLConfigError
 from ..core.planner import restart_slots
 
 # scorers the OpenRLHF integration can feed: entropy needs per-token entropies, which OpenRLHF's
 # experiences do not carry; checker needs --rrl_step_checker
-OPENRLHF_SCORERS = ("critic", "reward", "mc", "checker")
+OPENRLHF_SCORERS = ("critic", "reward", "mc", "checker", "agree")
 
 
 def has_critic(args) -> bool:
@@ -53,10 +53,10 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
     config = RRLConfig.from_args(args)
     estimator = args.algo.advantage.estimator
     if not scorer_given:
-        config.scorer = "critic" if has_critic(args) else "reward"
+        config.scorer = default_scorer(bool(config.step_checker), has_critic(args))
     if config.scorer == "critic" and not has_critic(args):
         raise RRLConfigError(f"--rrl_scorer: critic needs a critic, and --algo.advantage.estimator {estimator} "
-                             f"has none (use gae, or --rrl_scorer reward or mc)")
+                             f"has none (use gae, or --rrl_scorer agree, reward or mc)")
     if not config.scorer.startswith("file:") and config.scorer not in OPENRLHF_SCORERS:
         raise RRLConfigError(f"--rrl_scorer: {config.scorer} is not available with OpenRLHF (its experiences carry "
                              f"no token entropies); use {', '.join(OPENRLHF_SCORERS)} or file:path.py")

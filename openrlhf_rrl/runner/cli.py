@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from openrlhf_rrl.atomic import atomic_write_text
-from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments
+from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, default_scorer
 from openrlhf_rrl.core.errors import RRLConfigError
 
 QUICK = {"steps": 60, "seeds": 2, "eval_every": 20, "eval_size": 256}
@@ -101,20 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ckpt.save_steps", dest="ckpt_every", type=int, default=50, help="checkpoint every N steps (resume)")
     g.add_argument("--train.seed", dest="seed0", type=int, default=0, help="first seed")
     add_rrl_arguments(p)
-    # The demo picks the scorer from the task and estimator unless --rrl_scorer is given: the chain
-    # task has a step checker (longest verified-correct prefix), PPO has a critic, else the reward
-    # with Monte-Carlo refresh from restart outcomes.
+    # The demo picks the scorer unless --rrl_scorer is given (config.default_scorer): the chain task has a
+    # step checker (longest verified-correct prefix), PPO has a critic, else agreement with a success.
     # Restart groups are sampled hotter by default: restarts from one prefix otherwise fail or pass
     # as a block (no gradient within the group); measured in docs/measurements/.
     p.set_defaults(rrl_scorer=None, rrl_restart_temperature=2.0)
     return p
-
-
-def default_scorer(task: str, estimator: str) -> str:
-    """checker where the task has a step checker, critic under PPO, else Monte-Carlo refresh."""
-    if task == "chain":
-        return "checker"
-    return "critic" if estimator == "gae" else "mc"
 
 
 def parse(argv=None):
@@ -142,7 +134,7 @@ def parse(argv=None):
         raise RRLConfigError(f"--reward.process_weight: --task {args.task} has no step checker; give one with "
                              "--rrl_step_checker FILE.py")
     if args.rrl_scorer is None:
-        args.rrl_scorer = default_scorer(args.task, args.estimator)
+        args.rrl_scorer = default_scorer(args.task == "chain" or bool(args.rrl_step_checker), args.estimator == "gae")
     rrl = RRLConfig.from_args(args)
     rrl.validate()
     return args, rrl

@@ -19,7 +19,7 @@ def test_defaults_are_sensible_for_an_llm_run():
     c = cfg()
     assert c == RRLConfig()
     assert (c.enable, c.replay_share, c.buffer_capacity, c.per_prompt_capacity) == (False, 0.25, 4096, 8)
-    assert (c.policy, c.scorer, c.restart_temperature, c.admit_per_step) == ("promise", "reward", None, -1)
+    assert (c.policy, c.scorer, c.restart_temperature, c.admit_per_step) == ("promise", "agree", None, -1)
     assert (c.success_threshold, c.hard_threshold, c.retire_solved_rate, c.retire_dead_after) == (0.5, 0.5, 0.75, 16)
 
 
@@ -38,7 +38,7 @@ VALUES = {
     "logprob_temperature": ("sampled", "sampled"),
     "step_checker": (__file__, __file__),  # any existing file parses; it is loaded by RetrospectiveReplay
 }
-FLAGS = {"enable", "train_prefix"}
+FLAGS = {"enable", "train_prefix", "agree_probes"}
 
 
 def test_every_field_has_a_flag_and_a_test_value():
@@ -74,7 +74,7 @@ def test_replay_share_accepts_auto():
     (["--rrl_buffer_capacity", "-1"], "--rrl_buffer_capacity: expected an integer >= 0, got -1"),
     (["--rrl_buffer_capacity", "many"], "--rrl_buffer_capacity: expected an integer >= 0, got many"),
     (["--rrl_per_prompt_capacity", "0"], "--rrl_per_prompt_capacity: expected an integer >= 1, got 0"),
-    (["--rrl_scorer", "vibes"], "--rrl_scorer: expected one of critic, reward, checker, entropy, mc or file:path.py, got vibes"),
+    (["--rrl_scorer", "vibes"], "--rrl_scorer: expected one of critic, reward, checker, entropy, mc, agree or file:path.py, got vibes"),
     (["--rrl_scorer", "file:/no/such/scorer.py"], "--rrl_scorer: scorer file not found: /no/such/scorer.py"),
     (["--rrl_policy", "greedy"], "--rrl_policy: expected one of promise, passrate, uncertainty, got greedy"),
     (["--rrl_share_schedule", "exp"], "--rrl_share_schedule: expected one of constant, linear, cosine, got exp"),
@@ -112,7 +112,7 @@ def test_help_states_every_default():
     text = " ".join(parser().format_help().split())
     for f in fields(RRLConfig):
         assert f"--rrl_{f.name}" in text and f"--rrl.{f.name}" in text
-    for snippet in ("(default: 4096)", "(default: 0.25)", "(default: promise)", "(default: reward)",
+    for snippet in ("(default: 4096)", "(default: 0.25)", "(default: promise)", "(default: agree)",
                     "(default: none)", "(default: -1)", "(default: off)"):
         assert snippet in text
 

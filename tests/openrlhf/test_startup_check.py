@@ -25,9 +25,14 @@ def check(args, scorer_given=False):
     return resolve_rrl_config(args, scorer_given)
 
 
-def test_scorer_defaults_to_the_critic_when_the_run_has_one(parse):
+def test_scorer_defaults_to_the_checker_then_the_critic_then_agreement(parse, tmp_path):
+    checker = tmp_path / "checker.py"
+    checker.write_text("def step_checker(prompt_ids, response_ids, label):\n    return 0\n")
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae")).scorer == "critic"
-    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm")).scorer == "reward"
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm")).scorer == "agree"
+    assert check(parse("--rrl_enable", "--rrl_step_checker", str(checker))).scorer == "checker"
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm", "--rrl_scorer", "agree",
+                       "--rrl_agree_probes"), True).agree_probes is True
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae", "--rrl_scorer", "mc"), True).scorer == "mc"
 
 

@@ -189,11 +189,11 @@ CASES = {
                                 {"RAY_JOB_ADDRESS": "http://127.0.0.1:8265", "GPUS_PER_NODE": "4", "VLLM_TP": "1"},
                                 {"actor.num_gpus_per_node": 4, "vllm.num_engines": 4, "rrl.scorer": "critic"}),
     "grpo_math": ("train_grpo_rrl_math.sh", {}, {
-        "algo.advantage.estimator": "group_norm", "rrl.scorer": "reward", "critic.model_name_or_path": None,
+        "algo.advantage.estimator": "group_norm", "rrl.scorer": "agree", "critic.model_name_or_path": None,
         "reward.remote_url": [REWARD_FILE], "algo.kl.use_loss": True, "algo.kl.estimator": "k3",
         "vllm.enable_sleep": True, "ds.enable_sleep": True, "rrl.success_threshold": 0.5}),
     "reinforce_baseline_math": ("train_grpo_rrl_math.sh", {"ESTIMATOR": "reinforce_baseline"}, {
-        "algo.advantage.estimator": "reinforce_baseline", "rrl.scorer": "reward", "algo.kl.estimator": "k2"}),
+        "algo.advantage.estimator": "reinforce_baseline", "rrl.scorer": "agree", "algo.kl.estimator": "k2"}),
     "reinforce_math_mc": ("train_grpo_rrl_math.sh", {"ESTIMATOR": "reinforce", "RRL_SCORER": "mc"}, {
         "algo.advantage.estimator": "reinforce", "rrl.scorer": "mc", "algo.kl.use_loss": False}),
     "dialogue_helpful": ("train_rlhf_dialogue_rrl.sh", {}, {
@@ -205,7 +205,7 @@ CASES = {
     "dialogue_no_critic_mc": ("train_rlhf_dialogue_rrl.sh", {"ESTIMATOR": "reinforce_baseline"}, {
         "algo.advantage.estimator": "reinforce_baseline", "rrl.scorer": "mc", "critic.model_name_or_path": None}),
     "slurm": ("slurm_train_rrl.sbatch", {}, {
-        "actor.num_nodes": 2, "ref.num_nodes": 2, "vllm.num_engines": 8, "rrl.scorer": "reward",
+        "actor.num_nodes": 2, "ref.num_nodes": 2, "vllm.num_engines": 8, "rrl.scorer": "agree",
         "algo.advantage.estimator": "group_norm"}),
     "slurm_4_nodes": ("slurm_train_rrl.sbatch", {"SLURM_JOB_NUM_NODES": "4", "ESTIMATOR": "reinforce_baseline"}, {
         "actor.num_nodes": 4, "vllm.num_engines": 16, "algo.advantage.estimator": "reinforce_baseline"}),
