@@ -76,6 +76,7 @@ class RunState:
         self.tokens_generated = 0
         self.train_time_s = 0.0
         self.rrl_time_s = 0.0
+        self.wall_s = 0.0  # the whole run's, evals included, summed over resumed segments
 
     def state_dict(self) -> dict:
         return {
@@ -84,6 +85,7 @@ class RunState:
             "tokens_generated": self.tokens_generated,
             "train_time_s": self.train_time_s,
             "rrl_time_s": self.rrl_time_s,
+            "wall_s": self.wall_s,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -92,6 +94,7 @@ class RunState:
         self.tokens_generated = state["tokens_generated"]
         self.train_time_s = state["train_time_s"]
         self.rrl_time_s = state["rrl_time_s"]
+        self.wall_s = state.get("wall_s", 0.0)  # absent from checkpoints of older versions
 
 
 class Trainer:
@@ -403,7 +406,7 @@ class Trainer:
             _truncate_metrics(self.out_path, self.state.step)
         elif self.out_path.exists():
             self.out_path.unlink()
-        wall0 = time.perf_counter()
+        mark = time.perf_counter()
         with open(self.out_path, "a", encoding="utf-8") as log:
             if self.state.step == 0:
                 _write(log, self.evaluate(0))
@@ -415,6 +418,9 @@ class Trainer:
                 _write(log, row)
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     _write(log, self.evaluate(step))
+                now = time.perf_counter()
+                self.state.wall_s += now - mark
+                mark = now
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0:
                     log.flush()
                     self.save_checkpoint()
@@ -424,7 +430,7 @@ class Trainer:
                     return {"stopped_at": step}
             summary = {
                 "kind": "summary", "step": self.state.step,
-                "wall_s": time.perf_counter() - wall0,
+                "wall_s": self.state.wall_s + time.perf_counter() - mark,
                 "tokens_generated": self.state.tokens_generated,
                 "step_time_s": self.state.train_time_s / max(1, self.state.step),
                 "rrl_overhead_pct": 100.0 * self.state.rrl_time_s / max(1e-9, self.state.train_time_s),

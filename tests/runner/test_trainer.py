@@ -155,9 +155,13 @@ def test_resume_reproduces_the_uninterrupted_curve(task, tmp_path, estimator):
 
     first = make_trainer(task, tmp_path, name="split", estimator=estimator, rrl=rrl, steps=6, ckpt_every=3)
     assert first.run(resume=False, stop_after=4) == {"stopped_at": 4}  # killed after step 4, checkpoint at 3
+    saved_wall = torch.load(first.ckpt_dir / "trainer.pt", weights_only=True)["run"]["wall_s"]
+    assert saved_wall > 0
     second = make_trainer(task, tmp_path, name="split", estimator=estimator, rrl=rrl, steps=6, ckpt_every=3)
-    second.run(resume=True)
+    summary = second.run(resume=True)
     assert strip_timing(read_rows(second.out_path)) == strip_timing(read_rows(whole.out_path))
+    # the resumed run's wall time counts the segment before the checkpoint too
+    assert summary["wall_s"] > saved_wall
     for a, b in zip(whole.policy.parameters(), second.policy.parameters()):
         assert torch.equal(a, b)
 
