@@ -38,10 +38,24 @@ _POLICIES = [
 # Prefixed "pr-", they are not candidates for the outcome-only reference: they know more than it does.
 _PROCESS_REWARD = [f"pr-baseline-w{w}=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
                    f"--reward.process_weight {w}" for w in ("0.25", "0.5", "1")]
-# Replay with the outcome reward alone (no checker, no critic), the launcher's default scorers
+# Replay with the outcome reward alone (no checker, no critic): agree (the default without a checker or critic),
+# also with the baseline's best exploration (hard prompts sampled at T=2) and a larger share, and the blind cutters
 _OUTCOME_ONLY = [
+    "rrl-agree=--arms rrl --rrl_scorer agree",
+    "rrl-agree-hot2=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2",
+    "rrl-agree-hot2-share05=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_replay_share 0.5",
+    "rrl-agree-hot2-probes=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_agree_probes",
     "rrl-reward=--arms rrl --rrl_scorer reward",
     "rrl-mc=--arms rrl --rrl_scorer mc",
+]
+# PPO with a critic, the paper's own setting: the critic scorer against PPO baselines tuned over lr x exploration
+_PPO = [
+    "ppo-baseline-hot2=--arms baseline --algo.advantage.estimator gae --rollout.hard_temperature 2",
+    "ppo-baseline-hot2-lr1e-3=--arms baseline --algo.advantage.estimator gae --rollout.hard_temperature 2 "
+    "--actor.learning_rate 1e-3",
+    "ppo-baseline-lr1e-3=--arms baseline --algo.advantage.estimator gae --actor.learning_rate 1e-3",
+    "ppo-rrl-critic=--arms rrl --algo.advantage.estimator gae --rrl_scorer critic",
+    "ppo-rrl-critic-hot2=--arms rrl --algo.advantage.estimator gae --rrl_scorer critic --rollout.hard_temperature 2",
 ]
 # Hot rows (restarts at T=2, the baselines' hard prompts at T=2) with their log-probs at the temperature they
 # were sampled at (--rrl_logprob_temperature sampled), replay and the best baseline alike, against the
@@ -59,7 +73,7 @@ DEFAULT_GRIDS = {
         "baseline-hot2-lr1e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3",
         "baseline-hot2-lr3e-3=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 3e-3",
         "baseline-lr1e-3=--arms baseline --actor.learning_rate 1e-3",
-    ] + _POLICIES + _OUTCOME_ONLY + _PROCESS_REWARD + _TEMPERED),
+    ] + _POLICIES + _OUTCOME_ONLY + _PROCESS_REWARD + _TEMPERED + _PPO),
     # the GSM8K-style task: already ~0.85 after warm-up, so the question is whether replay costs anything
     "arithmetic": (200, "100,200", [
         "baseline=--arms baseline",
@@ -80,11 +94,11 @@ def main(argv=None) -> int:
                                                     "task's grid's, H and 2H)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--reference", default="best,best:pr-baseline",
+    p.add_argument("--reference", default="best,best:pr-baseline,best:ppo-baseline",
                    help="comma-separated arms to compare with, one table set each; 'best' is the baseline arm "
                         "(name starting 'baseline') with the highest final mean, 'best:PREFIX' the best arm whose "
                         "name starts with PREFIX (default: the best outcome baseline, then the best process-reward "
-                        "baseline, where the grid has one)")
+                        "baseline and the best PPO baseline, where the grid has them)")
     p.add_argument("--arm", action="append", default=None, help='"name=rrl-demo flags" (repeatable)')
     args = p.parse_args(argv)
     steps, horizons, arms = DEFAULT_GRIDS.get(args.task, DEFAULT_GRIDS["chain"])
