@@ -27,13 +27,26 @@ DISPLACED_PROMPTS = ("defer", "drop")
 LOGPROB_TEMPERATURES = ("run", "sampled")
 
 
-def default_scorer(has_step_checker: bool, has_critic: bool) -> str:
+def default_scorer(has_step_checker: bool, has_critic: bool, agree_can_act: bool = True) -> str:
     """The scorer when --rrl_scorer is not given, the same in the runner and the OpenRLHF launcher: the longest
     verified prefix where a step checker exists, the critic's values under PPO, else agreement with the group's
-    successes (the outcome-only scorer that measured best on the chain grid, docs/measurements/)."""
+    successes (the outcome-only scorer that measured best on the chain grid, docs/measurements/), or reward
+    where groups are too small for agreement (agree_cannot_act)."""
     if has_step_checker:
         return "checker"
-    return "critic" if has_critic else "agree"
+    if has_critic:
+        return "critic"
+    return "agree" if agree_can_act else "reward"
+
+
+def agree_cannot_act(samples_per_prompt: int, hard_threshold: float) -> str | None:
+    """Why --rrl_scorer agree could never cut in this run, or None: it needs a hard group that holds a success,
+    and one success in a group of n is a success rate of 1/n."""
+    if samples_per_prompt >= 1 and 1.0 / samples_per_prompt < hard_threshold:
+        return None
+    return (f"agree needs a hard group that holds a success, and with {samples_per_prompt} samples per prompt one "
+            f"success is a success rate of {1.0 / max(1, samples_per_prompt):g}, not below --rrl_hard_threshold "
+            f"{hard_threshold:g} (more samples per prompt, a higher threshold, or --rrl_scorer reward)")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from openrlhf_rrl.atomic import atomic_write_text
-from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, default_scorer
+from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, agree_cannot_act, default_scorer
 from openrlhf_rrl.core.errors import RRLConfigError
 
 QUICK = {"steps": 60, "seeds": 2, "eval_every": 20, "eval_size": 256}
@@ -133,9 +133,15 @@ def parse(argv=None):
     if args.process_reward_weight and args.task != "chain" and not args.rrl_step_checker:
         raise RRLConfigError(f"--reward.process_weight: --task {args.task} has no step checker; give one with "
                              "--rrl_step_checker FILE.py")
-    if args.rrl_scorer is None:
-        args.rrl_scorer = default_scorer(args.task == "chain" or bool(args.rrl_step_checker), args.estimator == "gae")
+    scorer_given = args.rrl_scorer is not None
+    args.rrl_scorer = args.rrl_scorer or "reward"  # until the default is known (it needs the parsed threshold)
     rrl = RRLConfig.from_args(args)
+    why_not_agree = agree_cannot_act(args.n_samples, rrl.hard_threshold)
+    if not scorer_given:
+        rrl.scorer = args.rrl_scorer = default_scorer(args.task == "chain" or bool(args.rrl_step_checker),
+                                                      args.estimator == "gae", why_not_agree is None)
+    if rrl.scorer == "agree" and why_not_agree:
+        raise RRLConfigError(f"--rrl_scorer: {why_not_agree}")
     rrl.validate()
     return args, rrl
 

@@ -8,7 +8,7 @@ ray = pytest.importorskip("ray")
 
 from openrlhf_rrl.config import RRLConfig  # noqa: E402
 
-CONFIG = RRLConfig(enable=True, replay_share=0.5, cut_every=2, hard_threshold=1.0, min_prefix_frac=0.1,
+CONFIG = RRLConfig(enable=True, scorer="reward", replay_share=0.5, cut_every=2, hard_threshold=1.0, min_prefix_frac=0.1,
                    max_prefix_frac=0.9, admit_per_step=4).to_dict()
 
 
@@ -55,6 +55,20 @@ def test_plan_observe_and_a_checkpoint_round_trip(local_ray, tmp_path):
     assert (after["size"], after["step"], after["restored_from"]) == (before["size"], 1, path)
     assert sorted(e["key"] for e in after["entries"]) == sorted(e["key"] for e in before["entries"])
     assert other.plan(prompts("b", "c"))[1]["text"] == "the prompt a"  # prompt texts survive too
+
+
+def test_agree_cuts_a_failure_where_it_parts_from_the_success_of_its_group(local_ray):
+    """The default outcome-only scorer through the actor: trajectories arrive as dicts over Ray."""
+    from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
+
+    config = dict(CONFIG, scorer="agree")
+    client = ReplayBufferClient(config, owner=True, name="rrl_test_agree")
+    group = failing_group("a", "the prompt a", response=(9, 10, 11, 12, 13, 14))
+    win = dict(group["trajectories"][0], response_ids=[9, 10, 11, 20, 21, 22], reward=1.0, success=True)
+    group["trajectories"] = [win, group["trajectories"][0]]
+    assert client.observe([group])["rrl/admitted"] == 1
+    (entry,) = client.stats()["entries"]
+    assert entry["prefix_ids"] == [9, 10, 11]  # where the failure parts from the success
 
 
 def test_a_dead_actor_means_fresh_prompts_a_warning_and_a_restart_from_the_last_save(local_ray, tmp_path):

@@ -14,6 +14,9 @@ pytest.importorskip("vllm")
 # differ by 0.43 in mean |log-prob| on the restart actions (measured on the saved models).
 SYNCED_VLLM_KL = 0.03
 RRL = ["--rrl_enable", "--rrl_replay_share", "0.5", "--rrl_cut_every", "2", "--rrl_hard_threshold", "1.0"]
+# without a critic: the reward scorer cuts every failed rollout (the default, agree, needs a success in the group,
+# which groups of 2 from a random model rarely hold); the PPO run keeps its default, the critic
+CUT_ALL = [*RRL, "--rrl_scorer", "reward"]
 # the runs whose subject is not the data: OpenRLHF's step count, as in the baseline (the default, defer,
 # rolls the displaced prompts out later and makes an episode longer; the GRPO test checks it)
 DROP = ["--rrl_displaced_prompts", "drop"]
@@ -49,7 +52,7 @@ def fresh_rows_per_prompt(calls, restarts):
 def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, pipeline):
     audit, rewards, tb = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl", tmp_path / "tb"
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=8, extra=[
-        "--rrl_cpu_mode", *RRL, "--actor.adam.lr", "1e-2", "--ckpt.disable_ds", "--logger.tensorboard_dir", str(tb)]),
+        "--rrl_cpu_mode", *CUT_ALL, "--actor.adam.lr", "1e-2", "--ckpt.disable_ds", "--logger.tensorboard_dir", str(tb)]),
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
     # 8 prompts, 4 a batch: step 1 all fresh (empty buffer); step 2 restarts k (at most 2) and defers k
     # prompts; step 3 rolls those k out (the loader has run dry: no restart). With --rrl_displaced_prompts
@@ -127,7 +130,7 @@ def test_ppo_with_a_critic_saves_the_buffer_and_a_resumed_run_restores_it(tiny, 
 
 def test_async_trainer_with_rrl(tiny, tmp_path, pipeline):
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=12, extra=[
-        "--rrl_cpu_mode", *RRL, *DROP, "--train.async_enable", "--ckpt.disable_ds"]))
+        "--rrl_cpu_mode", *CUT_ALL, *DROP, "--train.async_enable", "--ckpt.disable_ds"]))
     assert_ok(run, 3)
     assert sum(s["rrl/restart_groups"] for s in run.steps) > 0
     assert all(s.get("rrl/prefix_mismatch", 0.0) == 0.0 for s in run.steps)
@@ -144,7 +147,7 @@ def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, 
 
     audit, rewards, buffer = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl", tmp_path / "buffer.jsonl"
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=16, extra=[
-        "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds", "--algo.dynamic_filtering_enable",
+        "--rrl_cpu_mode", *CUT_ALL, "--ckpt.disable_ds", "--algo.dynamic_filtering_enable",
         "--algo.dynamic_filtering_range", *map(str, FILTER_RANGE), "--rrl_admit_per_step", "64",
         "--rrl_buffer_path", str(buffer), "--ckpt.save_steps", "1", "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled"]),
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
@@ -237,7 +240,7 @@ def test_a_dead_engine_worker_is_named_with_its_signal(tiny, tmp_path, pipeline)
     import signal
 
     argv = pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=64, extra=[
-        "--rrl_cpu_mode", *RRL, "--ckpt.disable_ds"])
+        "--rrl_cpu_mode", *CUT_ALL, "--ckpt.disable_ds"])
     killed = []
 
     def kill_the_engine_worker_after_step_1(line, launcher_pid):

@@ -65,7 +65,7 @@ def one_episode(name, defer, rewards, *flags):
     from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
     from openrlhf_rrl.openrlhf.samples_generator import FILTERED_ATTR, ReplaySamplesGenerator, prompt_key
 
-    config = RRLConfig(enable=True, replay_share=0.5, cut_every=1, hard_threshold=1.0, admit_per_step=8)
+    config = RRLConfig(enable=True, scorer="reward", replay_share=0.5, cut_every=1, hard_threshold=1.0, admit_per_step=8)
     buffer = ReplayBufferClient(config.to_dict(), owner=True, name=name)
     for i, seed in enumerate(SEEDS):  # a failed group of each seed prompt: the buffer holds restart states of both
         traj = {"prompt_key": prompt_key(seed), "prompt_ids": [5, 6 + i], "response_ids": [9, 10, 11, 13],

@@ -29,10 +29,15 @@ def test_scorer_defaults_to_the_checker_then_the_critic_then_agreement(parse, tm
     checker = tmp_path / "checker.py"
     checker.write_text("def step_checker(prompt_ids, response_ids, label):\n    return 0\n")
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae")).scorer == "critic"
-    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm")).scorer == "agree"
+    groups = ("--rollout.n_samples_per_prompt", "8")
+    assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm", *groups)).scorer == "agree"
     assert check(parse("--rrl_enable", "--rrl_step_checker", str(checker))).scorer == "checker"
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "group_norm", "--rrl_scorer", "agree",
-                       "--rrl_agree_probes"), True).agree_probes is True
+                       "--rrl_agree_probes", *groups), True).agree_probes is True
+    # groups of 2: one success is a rate of 0.5, never below the hard threshold 0.5: agree could never cut
+    pairs = ("--rrl_enable", "--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "2")
+    assert check(parse(*pairs)).scorer == "reward"
+    assert check(parse(*pairs, "--rrl_hard_threshold", "0.75")).scorer == "agree"
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae", "--rrl_scorer", "mc"), True).scorer == "mc"
 
 
@@ -51,6 +56,8 @@ def test_scorer_defaults_to_the_checker_then_the_critic_then_agreement(parse, tm
     (["--rrl_logprob_temperature", "sampled", "--ds.packing_samples"],
      "--rrl_logprob_temperature: sampled divides each row's logits by its own temperature, and --ds.packing_samples"),
     (["--rrl_displaced_prompts", "keep"], "--rrl_displaced_prompts: expected one of defer, drop, got keep"),
+    (["--rrl_scorer", "agree", "--rollout.n_samples_per_prompt", "2"],
+     "--rrl_scorer: agree needs a hard group that holds a success, and with 2 samples per prompt one success"),
 ])
 def test_options_that_do_not_fit_the_algorithm_stop_with_one_line_naming_the_flag(parse, argv, message):
     with pytest.raises(RRLConfigError) as err:

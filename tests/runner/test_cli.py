@@ -17,6 +17,7 @@ from openrlhf_rrl.runner.cli import main, parse
         (["--rrl.scorer", "magic"], "--rrl_scorer"),
         (["--rrl_buffer_capacity", "-3"], "--rrl_buffer_capacity"),
         (["--train.num_steps", "0"], "--train.num_steps"),
+        (["--rrl_scorer", "agree", "--rollout.n_samples_per_prompt", "2"], "--rrl_scorer: agree needs a hard group"),
     ],
 )
 def test_bad_flags_give_one_line_errors(argv, flag, capsys):
@@ -33,6 +34,11 @@ def test_scorer_follows_the_task_unless_given():
     assert rrl.scorer == "critic"
     args, rrl = parse(["--task", "chain", "--rrl.scorer", "entropy"])
     assert rrl.scorer == "entropy"
+    # outcome reward only: agreement with a success, unless a group is too small to hold a hard success
+    assert parse(["--task", "arithmetic"])[1].scorer == "agree"
+    assert parse(["--task", "arithmetic", "--rollout.n_samples_per_prompt", "2"])[1].scorer == "reward"
+    assert parse(["--task", "arithmetic", "--rollout.n_samples_per_prompt", "2",
+                  "--rrl_hard_threshold", "0.6"])[1].scorer == "agree"
 
 
 def test_quick_preset_and_dotted_flags():
