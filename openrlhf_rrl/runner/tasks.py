@@ -27,6 +27,8 @@ from functools import lru_cache
 
 import torch
 
+from openrlhf_rrl.core.step_checker import common_prefix_len
+
 from .tokenizer import EOS, build_word_tokenizer
 
 
@@ -263,12 +265,7 @@ class ChainTask(_TextTask):
     def verified_tokens(self, item: PromptItem, response_ids: list[int]) -> int:
         """How many leading response tokens are correct (a step checker, i.e. a process reward:
         disclose it when cuts use it). The full answer with EOS scores length + 1."""
-        count = 0
-        for got, want in zip(response_ids, self._label_ids(item.label)):
-            if got != want:
-                break
-            count += 1
-        return count
+        return common_prefix_len(response_ids, self._label_ids(item.label))
 
 
 # Word problems: a start sentence, then one or two operations per sentence, then the question.
