@@ -27,19 +27,21 @@ DISPLACED_PROMPTS = ("defer", "drop")
 LOGPROB_TEMPERATURES = ("run", "sampled")
 
 
-def default_scorer(has_step_checker: bool, has_critic: bool, agree_can_act: bool = True) -> str:
-    """The scorer when --rrl_scorer is not given, the same in the runner and the OpenRLHF launcher: the longest
-    verified prefix where a step checker exists, the critic's values under PPO, else agreement with the group's
-    successes (the outcome-only scorer that measured best on the chain grid, docs/measurements/), or reward
-    where groups are too small for agreement (agree_cannot_act)."""
-    if has_step_checker:
-        return "checker"
-    if has_critic:
-        return "critic"
-    return "agree" if agree_can_act else "reward"
+def resolve_scorer(config: "RRLConfig", scorer_given: bool, has_step_checker: bool, has_critic: bool,
+                   samples_per_prompt: int) -> None:
+    """The scorer rule of both front ends (the runner and the OpenRLHF launcher). Without --rrl_scorer:
+    checker where a step checker exists, critic under PPO, else agree (the outcome-only scorer that measured
+    best, docs/measurements/), or reward where groups are too small for agree to ever cut. An agree that
+    could never cut is refused with one line naming the flag."""
+    why_not_agree = _agree_cannot_act(samples_per_prompt, config.hard_threshold)
+    if not scorer_given:
+        config.scorer = ("checker" if has_step_checker else "critic" if has_critic
+                         else "reward" if why_not_agree else "agree")
+    if config.scorer == "agree" and why_not_agree:
+        raise RRLConfigError(f"--rrl_scorer: {why_not_agree}")
 
 
-def agree_cannot_act(samples_per_prompt: int, hard_threshold: float) -> str | None:
+def _agree_cannot_act(samples_per_prompt: int, hard_threshold: float) -> str | None:
     """Why --rrl_scorer agree could never cut in this run, or None: it needs a hard group that holds a success,
     and one success in a group of n is a success rate of 1/n."""
     if samples_per_prompt >= 1 and 1.0 / samples_per_prompt < hard_threshold:
@@ -63,7 +65,7 @@ class RRLConfig:
     per_prompt_capacity: int = 8
     temperature: float = 1.0
     restart_decay: float = 0.7
-    scorer: str = "agree"  # without --rrl_scorer the front ends call default_scorer()
+    scorer: str = "agree"  # without --rrl_scorer the front ends call resolve_scorer()
     step_checker: str | None = None  # path of a .py file with step_checker(prompt_ids, response_ids, label)
     policy: str = "promise"
     target_pass_rate: float = 0.5

@@ -70,8 +70,7 @@ def verify_by_agreement(group) -> None:
         if t.success:
             t.verified_tokens = len(ids)
             continue
-        t.agreed_ids = max(wins, key=lambda w: common_prefix_len(ids, w))
-        t.verified_tokens = common_prefix_len(ids, t.agreed_ids)
+        t.verified_tokens, t.agreed_ids = max(((common_prefix_len(ids, w), w) for w in wins), key=lambda p: p[0])
 
 
 def _is_count(x) -> bool:

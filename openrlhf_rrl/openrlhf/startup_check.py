@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from ..config import RRLConfig, agree_cannot_act, default_scorer
+from ..config import RRLConfig, resolve_scorer
 from ..core.errors import RRLConfigError
 from ..core.planner import restart_slots
 
@@ -52,11 +52,8 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
     check_openrlhf_version()
     config = RRLConfig.from_args(args)
     estimator = args.algo.advantage.estimator
-    why_not_agree = agree_cannot_act(int(args.rollout.n_samples_per_prompt), config.hard_threshold)
-    if not scorer_given:
-        config.scorer = default_scorer(bool(config.step_checker), has_critic(args), why_not_agree is None)
-    if config.scorer == "agree" and why_not_agree:
-        raise RRLConfigError(f"--rrl_scorer: {why_not_agree}")
+    resolve_scorer(config, scorer_given, bool(config.step_checker), has_critic(args),
+                   int(args.rollout.n_samples_per_prompt))
     if config.scorer == "critic" and not has_critic(args):
         raise RRLConfigError(f"--rrl_scorer: critic needs a critic, and --algo.advantage.estimator {estimator} "
                              f"has none (use gae, or --rrl_scorer agree, reward or mc)")

@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from openrlhf_rrl.atomic import atomic_write_text
-from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, agree_cannot_act, default_scorer
+from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, resolve_scorer
 from openrlhf_rrl.core.errors import RRLConfigError
 
 QUICK = {"steps": 60, "seeds": 2, "eval_every": 20, "eval_size": 256}
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ckpt.save_steps", dest="ckpt_every", type=int, default=50, help="checkpoint every N steps (resume)")
     g.add_argument("--train.seed", dest="seed0", type=int, default=0, help="first seed")
     add_rrl_arguments(p)
-    # The demo picks the scorer unless --rrl_scorer is given (config.default_scorer): the chain task has a
+    # The demo picks the scorer unless --rrl_scorer is given (config.resolve_scorer): the chain task has a
     # step checker (longest verified-correct prefix), PPO has a critic, else agreement with a success.
     # Restart groups are sampled hotter by default: restarts from one prefix otherwise fail or pass
     # as a block (no gradient within the group); measured in docs/measurements/.
@@ -134,14 +134,11 @@ def parse(argv=None):
         raise RRLConfigError(f"--reward.process_weight: --task {args.task} has no step checker; give one with "
                              "--rrl_step_checker FILE.py")
     scorer_given = args.rrl_scorer is not None
-    args.rrl_scorer = args.rrl_scorer or "reward"  # until the default is known (it needs the parsed threshold)
+    args.rrl_scorer = args.rrl_scorer or RRLConfig.scorer  # resolve_scorer picks it (it needs the parsed threshold)
     rrl = RRLConfig.from_args(args)
-    why_not_agree = agree_cannot_act(args.n_samples, rrl.hard_threshold)
-    if not scorer_given:
-        rrl.scorer = args.rrl_scorer = default_scorer(args.task == "chain" or bool(args.rrl_step_checker),
-                                                      args.estimator == "gae", why_not_agree is None)
-    if rrl.scorer == "agree" and why_not_agree:
-        raise RRLConfigError(f"--rrl_scorer: {why_not_agree}")
+    resolve_scorer(rrl, scorer_given, args.task == "chain" or bool(args.rrl_step_checker), args.estimator == "gae",
+                   args.n_samples)
+    args.rrl_scorer = rrl.scorer
     rrl.validate()
     return args, rrl
 
