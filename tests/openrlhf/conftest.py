@@ -68,9 +68,45 @@ def base_args(tiny, ckpt_dir, estimator="group_norm", max_samples=12, extra=(), 
 CPU_FLAGS = ["--vllm.sync_backend", "gloo", "--vllm.enforce_eager", "--ds.attn_implementation", "eager"]
 
 
+def python_stacks(root_pid: int) -> str:
+    """Where a stuck run is stuck: py-spy's dump of the run's own processes and of every Ray worker on the
+    machine (`ray::...`; the stock CLI's workers belong to the helper cluster, not to the run). py-spy
+    comes with ray[default]; without it, the processes' names are all there is."""
+    import shutil
+
+    import psutil
+
+    procs = []
+    try:
+        root = psutil.Process(root_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        pass
+    seen = {p.pid for p in procs}
+    for p in psutil.process_iter(["cmdline"]):
+        if p.pid not in seen and (p.info["cmdline"] or [""])[0].startswith("ray::"):
+            procs.append(p)
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    out = []
+    for p in procs:
+        try:
+            name = " ".join(p.cmdline())[:120]
+        except psutil.Error:
+            continue
+        if "python" not in name and not name.startswith("ray::"):
+            continue
+        dump = "(py-spy not installed)"
+        if os.path.exists(spy):
+            res = subprocess.run([spy, "dump", "--pid", str(p.pid)], capture_output=True, text=True, timeout=60)
+            dump = (res.stdout or res.stderr).strip()
+        out.append(f"--- pid {p.pid}: {name}\n{dump}")
+    return "\n".join(out) or "no Python process left to dump"
+
+
 class Run:
-    def __init__(self, rc, output, seconds, started=0.0):
+    def __init__(self, rc, output, seconds, started=0.0, stacks=""):
         self.rc, self.output, self.seconds, self.started = rc, output, seconds, started
+        self.stacks = stacks
         self.steps = []
         for line in output.splitlines():
             m = STEP_LINE.search(line)
@@ -85,15 +121,16 @@ class Run:
         from openrlhf_rrl.cpu.ray_logs import report
 
         cause = report(ray_temp_dir(), self.started) or "Ray's process logs name no cause"
-        return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause
+        stacks = f"\n\nstacks of the stuck run (py-spy):\n{self.stacks}" if self.stacks else ""
+        return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause + stacks
 
 
 def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_line=None) -> Run:
     """Run `python -m module argv` as a user does. A run that prints nothing for `silence` seconds is stuck
     and is stopped, as is one still going after `timeout`; a slow or loaded machine only makes a run slower
     (a fixed limit of a few minutes failed every run beside a second CPU-heavy job, and 300 s of silence
-    was reached once on an overloaded machine while vLLM started). Whatever it printed is kept, and the
-    reason it was stopped ends its output. on_line(line, pid) sees each line as it is printed."""
+    was reached once on an overloaded machine while vLLM started). Whatever it printed is kept, the reason
+    it was stopped ends its output, and the stacks of its Python processes go to Run.stacks. on_line(line, pid) sees each line as it is printed."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines as they are printed: silence must mean silence
     env.update(env_extra or {})
     t0 = time.time()
@@ -118,7 +155,12 @@ def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_
             stopped = f"no output for {silence} s: stuck"
         elif now - t0 > timeout:
             stopped = f"still running after {timeout} s"
+    stacks = ""
     if stopped:
+        try:
+            stacks = python_stacks(proc.pid)
+        except Exception as exc:  # a dump that fails must not hide why the run was stopped
+            stacks = f"could not dump the stacks: {exc!r}"
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the Ray daemons it started
         except ProcessLookupError:
@@ -127,7 +169,7 @@ def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_
     reader.join(timeout=30)
     output = "".join(lines) + (f"\n[test harness] stopped the run after {time.time() - t0:.0f} s: {stopped}\n"
                                if stopped else "")
-    return Run(proc.returncode, output, time.time() - t0, started=t0)
+    return Run(proc.returncode, output, time.time() - t0, started=t0, stacks=stacks)
 
 
 def run_launcher(argv, env_extra=None) -> Run:
