@@ -34,7 +34,8 @@ SCRIPT_VARS = ("MODEL_PATH", "CRITIC_PATH", "DATASET_PATH", "INPUT_KEY", "LABEL_
                "GPUS_PER_NODE", "VLLM_TP", "RRL_REPLAY_SHARE", "RRL_SCORER", "RRL_SUCCESS_THRESHOLD", "PYTHON",
                "RAY_JOB_ADDRESS", "ESTIMATOR", "N_SAMPLES", "REWARD_KIND", "HELPFUL_RM_PATH", "SAFETY_RM_PATH",
                "RRL_REPO", "RAY", "PLUGIN_SETUP", "RAY_PORT", "DASHBOARD_PORT", "RAY_WAIT_S", "RAY_HEAD_WAIT_S",
-               "RAY_HEAD_IP", "RAY_AUTH", "RAY_AUTH_DIR", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+               "RAY_HEAD_IP", "RAY_AUTH", "RAY_AUTH_DIR", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+               "DATASET", "RRL", "SEED", "DATA_DIR", "EVAL_PATH")
 
 
 # ---- running the scripts -------------------------------------------------------------------
@@ -180,6 +181,15 @@ def value(args, dotted):
 
 # ---- every script, its variants -------------------------------------------------------------
 
+GPU_RECIPE = "train_grpo_gsm8k_math_qwen1p5b.sh"
+# what both arms of the GPU recipe share, on either data set (docs/gpu_recipe.md)
+GPU_RECIPE_COMMON = {
+    "actor.model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct", "algo.advantage.estimator": "group_norm",
+    "critic.model_name_or_path": None, "reward.remote_url": [REWARD_FILE], "algo.kl.use_loss": True,
+    "algo.kl.estimator": "k3", "actor.lr_scheduler": "constant", "rollout.n_samples_per_prompt": 8,
+    "vllm.num_engines": 8, "vllm.tensor_parallel_size": 1, "train.colocate_all": True, "train.seed": 1,
+    "eval.temperature": 0.0, "eval.n_samples_per_prompt": 1, "eval.steps": 10}
+
 CASES = {
     "ppo_single_node": ("train_ppo_rrl_single_node.sh", {}, {
         "algo.advantage.estimator": "gae", "rrl.scorer": "critic", "train.colocate_all": True,
@@ -209,7 +219,19 @@ CASES = {
         "algo.advantage.estimator": "group_norm"}),
     "slurm_4_nodes": ("slurm_train_rrl.sbatch", {"SLURM_JOB_NUM_NODES": "4", "ESTIMATOR": "reinforce_baseline"}, {
         "actor.num_nodes": 4, "vllm.num_engines": 16, "algo.advantage.estimator": "reinforce_baseline"}),
+    "gpu_recipe_gsm8k": (GPU_RECIPE, {}, dict(GPU_RECIPE_COMMON, **{
+        "rrl.scorer": "agree", "rrl.replay_share": 0.25, "rrl.seed": 1, "rollout.max_new_tokens": 1024,
+        "data.max_len": 1536})),
+    "gpu_recipe_gsm8k_baseline": (GPU_RECIPE, {"RRL": "0"}, dict(GPU_RECIPE_COMMON, **{
+        "rollout.max_new_tokens": 1024, "data.max_len": 1536})),
+    "gpu_recipe_math": (GPU_RECIPE, {"DATASET": "math"}, dict(GPU_RECIPE_COMMON, **{
+        "rrl.scorer": "agree", "rrl.replay_share": 0.25, "rollout.max_new_tokens": 3072, "data.max_len": 4096})),
+    "gpu_recipe_math_baseline": (GPU_RECIPE, {"DATASET": "math", "RRL": "0"}, dict(GPU_RECIPE_COMMON, **{
+        "rollout.max_new_tokens": 3072, "data.max_len": 4096})),
+    "gpu_recipe_math_seed3": (GPU_RECIPE, {"DATASET": "math", "SEED": "3"}, {"train.seed": 3, "rrl.seed": 3}),
 }
+# the cases that run OpenRLHF without replay: the printed command has no --rrl_* flag at all
+BASELINE_CASES = {"gpu_recipe_gsm8k_baseline", "gpu_recipe_math_baseline"}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +256,7 @@ def test_dry_run_prints_the_command_and_starts_nothing(dry_runs, case):
     assert not log.exists(), f"the dry run started: {log.read_text()}"
     assert list(cwd.iterdir()) == [], "the dry run wrote files"
     argv = launcher_argv(proc.stdout)
-    assert "--rrl_enable" in argv
+    assert ("--rrl_enable" in argv) == (case not in BASELINE_CASES)
     # one flag per line: every printed line of the launcher command holds at most one --flag
     lines = proc.stdout[proc.stdout.index(LAUNCHER_MODULE):].splitlines()
     assert all(sum(w.startswith("--") for w in shlex.split(line.rstrip("\\"))) <= 1 for line in lines[1:])
@@ -246,17 +268,20 @@ def test_the_launcher_accepts_the_printed_command(dry_runs, launcher, case):
     verdict = launcher(launcher_argv(proc.stdout))
     assert verdict.accepted, verdict.message
     args = verdict.args
-    assert args.rrl.enable is True
-    assert 0 < args.rrl.replay_share <= 1
-    assert args.rrl.buffer_path and args.rrl.buffer_path.endswith("rrl_buffer.jsonl")
-    assert args.rrl.driver_node_id == DRIVER_NODE  # where every actor will place the buffer actor
+    if case in BASELINE_CASES:  # exactly OpenRLHF's namespace: no RRL options at all
+        assert not hasattr(args, "rrl")
+    else:
+        assert args.rrl.enable is True
+        assert 0 < args.rrl.replay_share <= 1
+        assert args.rrl.buffer_path and args.rrl.buffer_path.endswith("rrl_buffer.jsonl")
+        assert args.rrl.driver_node_id == DRIVER_NODE  # where every actor will place the buffer actor
     for key, expected in CASES[case][2].items():
         assert value(args, key) == expected, key
     assert placement_problems(args) == []
 
 
 def test_the_reward_file_the_scripts_name_exists(dry_runs):
-    for case in ("ppo_single_node", "grpo_math", "slurm"):
+    for case in ("ppo_single_node", "grpo_math", "slurm", "gpu_recipe_math_baseline"):
         argv = launcher_argv(dry_runs[case][0].stdout)
         assert Path(argv[argv.index("--reward.remote_url") + 1]).is_file()
 
@@ -278,6 +303,65 @@ def test_extra_arguments_reach_the_launcher_and_the_last_value_wins(launcher, tm
     assert verdict.accepted, verdict.message
     assert (verdict.args.rrl.replay_share, verdict.args.rrl.start_step) == (0.4, 0)
     assert verdict.args.logger.wandb.run_name == name
+
+
+# ---- the GPU recipe: two arms of one command -----------------------------------------------
+
+def without_rrl_flags(argv: list[str]) -> list[str]:
+    """argv less every --rrl_* flag and the values that follow it."""
+    kept, skipping = [], False
+    for word in argv:
+        if word.startswith("--"):
+            skipping = word.startswith("--rrl")
+        if not skipping:
+            kept.append(word)
+    return kept
+
+
+@pytest.mark.parametrize("dataset", ["gsm8k", "math"])
+def test_gpu_recipe_arms_differ_only_in_the_rrl_flags(tmp_path, dataset):
+    env = {"DATASET": dataset, "SAVE_PATH": "/exp/run"}
+    rrl = launcher_argv(run_script(GPU_RECIPE, "--dry-run", env=dict(env, RRL="1"), cwd=tmp_path).stdout)
+    baseline = launcher_argv(run_script(GPU_RECIPE, "--dry-run", env=dict(env, RRL="0"), cwd=tmp_path).stdout)
+    assert without_rrl_flags(rrl) == baseline
+    assert [w for w in rrl if w.startswith("--rrl")] == ["--rrl_enable", "--rrl_scorer", "--rrl_replay_share",
+                                                        "--rrl_seed", "--rrl_buffer_path"]
+    data = {"gsm8k": ("gsm8k_train.jsonl", "gsm8k_test.jsonl"), "math": ("math_train.jsonl", "math500_test.jsonl")}
+    train, held_out = (str(tmp_path / "data" / name) for name in data[dataset])
+    assert baseline[baseline.index("--data.prompt_dataset") + 1] == train
+    assert baseline[baseline.index("--eval.dataset") + 1] == held_out
+
+
+def test_gpu_recipe_runs_keep_apart_by_data_set_arm_and_seed(dry_runs):
+    outputs = {case: launcher_argv(dry_runs[case][0].stdout) for case in CASES if case.startswith("gpu_recipe")}
+    dirs = {case: argv[argv.index("--ckpt.output_dir") + 1] for case, argv in outputs.items()}
+    assert len({Path(d).name for d in dirs.values()}) == len(dirs)  # each case ran in its own directory
+    assert dirs["gpu_recipe_math_baseline"].endswith("exp/grpo-qwen1p5b-math-baseline-s1")
+    assert dirs["gpu_recipe_math_seed3"].endswith("exp/grpo-qwen1p5b-math-rrl-s3")
+
+
+def test_gpu_recipe_runs_what_its_dry_run_prints(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("gsm8k_train.jsonl", "gsm8k_test.jsonl"):
+        (data / name).write_text('{"prompt": "1 + 1?", "label": "2"}\n')
+    log = tmp_path / "calls.log"
+    env = {"DATA_DIR": str(data), "SAVE_PATH": str(tmp_path / "save")}
+    proc = run_script(GPU_RECIPE, env=env, cwd=tmp_path, fakes=fake_bin(tmp_path / "bin", log))
+    assert proc.returncode == 0, proc.stderr
+    (call,) = [line.split("\t") for line in log.read_text().splitlines()]
+    dry = run_script(GPU_RECIPE, "--dry-run", env=env, cwd=tmp_path)
+    assert call[:3] == ["python3", "-m", LAUNCHER_MODULE] and call[3:] == launcher_argv(dry.stdout)
+    assert (tmp_path / "save").is_dir()
+
+
+def test_gpu_recipe_without_its_data_stops_before_starting(tmp_path):
+    log = tmp_path / "calls.log"
+    proc = run_script(GPU_RECIPE, env={"DATASET": "math", "DATA_DIR": str(tmp_path / "none")}, cwd=tmp_path,
+                      fakes=fake_bin(tmp_path / "bin", log))
+    assert proc.returncode == 2
+    assert "math_train.jsonl not found: make the data files first" in proc.stderr and proc.stdout == ""
+    assert not log.exists() and not (tmp_path / "exp").exists()
 
 
 @pytest.mark.parametrize("script, env, extra, refusal", [
@@ -310,6 +394,9 @@ def test_placement_check_finds_engines_that_do_not_cover_the_actor(dry_runs, lau
     ("train_ppo_rrl_single_node.sh", {"GPUS_PER_NODE": "6", "VLLM_TP": "4"}, "not a multiple of VLLM_TP"),
     ("slurm_train_rrl.sbatch", {"PLUGIN_SETUP": "maybe"}, "PLUGIN_SETUP=maybe"),
     ("slurm_train_rrl.sbatch", {"RAY_AUTH": "maybe"}, "RAY_AUTH=maybe: use token or off"),
+    (GPU_RECIPE, {"DATASET": "aime"}, "DATASET=aime: use gsm8k or math"),
+    (GPU_RECIPE, {"RRL": "yes"}, "RRL=yes: use 1 (with replay) or 0 (without)"),
+    (GPU_RECIPE, {"SEED": "one"}, "SEED=one: use a whole number"),
 ])
 def test_scripts_refuse_bad_settings_before_printing(tmp_path, script, env, message):
     proc = run_script(script, "--dry-run", env=env, cwd=tmp_path)
@@ -318,7 +405,7 @@ def test_scripts_refuse_bad_settings_before_printing(tmp_path, script, env, mess
 
 
 @pytest.mark.parametrize("script", ["train_ppo_rrl_single_node.sh", "train_grpo_rrl_math.sh",
-                                    "train_rlhf_dialogue_rrl.sh", "slurm_train_rrl.sbatch"])
+                                    "train_rlhf_dialogue_rrl.sh", "slurm_train_rrl.sbatch", GPU_RECIPE])
 def test_help_prints_the_header_and_runs_nothing(tmp_path, script):
     log = tmp_path / "calls.log"
     proc = run_script(script, "--help", cwd=tmp_path, fakes=fake_bin(tmp_path / "bin", log))

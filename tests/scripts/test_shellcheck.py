@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["train_ppo_rrl_single_node.sh", "train_grpo_rrl_math.sh", "train_rlhf_dialogue_rrl.sh",
-           "slurm_train_rrl.sbatch"]
+           "slurm_train_rrl.sbatch", "train_grpo_gsm8k_math_qwen1p5b.sh"]
 
 
 def shellcheck_binary() -> str | None:
