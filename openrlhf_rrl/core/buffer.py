@@ -1,6 +1,6 @@
 """The replay buffer: retained states, their priorities, eviction, retirement, and the buffer file.
 
-Why the rules are what they are (DESIGN.md, "Measured"): the main way replay fails is buffer
+Why the rules are what they are (docs/how-rrl-works.md, "The buffer"): the main way replay fails is buffer
 takeover - candidates arrive faster than restarts can test them and the buffer fills with untried
 or dead states. So every restart decays an entry's priority, entries whose restarts all succeed
 (zero gradient) or never succeed (dead end) retire, a prompt solved from scratch retires its

@@ -43,7 +43,7 @@ def top_entropy_cuts(entropies: Sequence[float], k: int) -> list[int]:
 
 
 def checker_cut(n_verified_tokens: int | None) -> list[int]:
-    """The longest prefix a step checker verified correct (the best cut in DESIGN.md's measurements)."""
+    """The longest prefix a step checker verified correct (the best cut in docs/measurements/)."""
     if n_verified_tokens is None or n_verified_tokens <= 0:
         return []
     return [int(n_verified_tokens)]

@@ -2,8 +2,9 @@
 
 Replay only pays once the policy can finish what it once started, so the share is 0 before
 start_step; a linear warm-up avoids a sudden change of the batch mix; cosine hands the batch back
-to fresh prompts towards the end. AdaptiveShare ("auto") steers by the quantity that DESIGN.md
-found matters: the share of restart groups with MIXED outcomes (the only groups with a gradient).
+to fresh prompts towards the end. AdaptiveShare ("auto") steers by the quantity that the
+measurements (docs/measurements/) found matters: the share of restart groups with MIXED outcomes
+(the only groups with a gradient).
 """
 
 from __future__ import annotations

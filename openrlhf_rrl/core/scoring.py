@@ -9,7 +9,7 @@ picks its cuts among the allowed positions, so a limit never silently empties a 
            stride) at evenly spread fractions of it; score = reward + a small bonus for deeper cuts, so
            partial credit and rare successes rank first.
   checker  cut at the longest prefix a step checker verified, in failed rollouts; score = the
-           verified fraction (worked best in DESIGN.md's measurements; needs a process checker).
+           verified fraction (worked best in docs/measurements/; needs a process checker).
   entropy  ExTra: cut before the most uncertain tokens; score = the entropy there.
   mc       like reward, but the score is replaced by the restart pass rate (Monte-Carlo refresh).
   agree    critic-free and checker-free: a failed rollout is verified up to where it parts from a

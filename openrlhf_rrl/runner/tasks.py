@@ -1,6 +1,6 @@
 """Tasks for the embedded runner, generated in code from a seed, each with a held-out eval split.
 
-`ChainTask` is the hard-exploration task RRL is meant for (DESIGN.md "When can RRL help at all?"):
+`ChainTask` is the hard-exploration task RRL is meant for (docs/how-rrl-works.md):
 chains of modular operations whose short versions are learnable, whose long versions need a skill
 late in the chain that warm-up never shows, and whose reward comes only at the very end.
 `ArithmeticTask` is a GSM8K-style stand-in (template word problems, last-integer reward) for
@@ -165,9 +165,9 @@ class ChainTask(_TextTask):
 
     Base ops: `+k` (v -> v+k) and `*k` (v -> v*k). Hard prompts (L >= hard_min_length) use a NEW op
     `k-` (v -> k-v) at steps i >= new_op_from_step (1-based), with probability new_op_share per such
-    step (1.0: every late step, the setting measured in research/hf-tiny-qwen2). Warm-up shows base
+    step (1.0: every late step, the setting of every grid in docs/measurements/). Warm-up shows base
     ops only, at every length 1..max_length, so long chains are not a length-generalisation problem
-    (which DESIGN.md found unlearnable in a CPU budget): only the late new op is unknown.
+    (not learnable in a CPU budget, in the project's early trials): only the late new op is unknown.
     Partial progress earns no reward but is checkable (`verified_tokens`, a process reward).
     """
 
