@@ -43,7 +43,7 @@ def test_scorer_follows_the_task_unless_given():
 
 def test_quick_preset_and_dotted_flags():
     args, _ = parse(["--quick", "--rollout.batch_size", "16"])
-    assert (args.steps, args.seeds, args.prompts_per_step) == (60, 2, 16)
+    assert (args.steps, args.seeds, args.prompts_per_step) == (200, 2, 16)
 
 
 def test_actor_loss_norm_is_an_alias_of_rrl_loss_norm():
