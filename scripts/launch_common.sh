@@ -20,6 +20,36 @@ parse_launch_args() {
 
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 
+# The hybrid engine: vLLM engines of VLLM_TP GPUs each, covering exactly the actor's GPUs, colocated
+# with the models and sleeping in turn. $1: vLLM's GPU memory share; $2: the actor's GPU count; $3:
+# that count's variable, named in the error. Sets VLLM_ENGINES and HYBRID_ENGINE_ARGS.
+hybrid_engine() {
+   local memory=$1 gpus=$2 name=$3
+   (( gpus % VLLM_TP == 0 )) || die "$name ($gpus) is not a multiple of VLLM_TP ($VLLM_TP)"
+   VLLM_ENGINES=$(( gpus / VLLM_TP ))
+   # shellcheck disable=SC2034  # read by the scripts that source this file
+   HYBRID_ENGINE_ARGS=(
+      --vllm.num_engines "$VLLM_ENGINES"
+      --vllm.tensor_parallel_size "$VLLM_TP"
+      --vllm.gpu_memory_utilization "$memory"
+      --train.colocate_all
+      --vllm.enable_sleep
+      --ds.enable_sleep
+      --vllm.sync_backend nccl
+      --vllm.enforce_eager
+   )
+}
+
+# The memory settings every GPU script trains with: ZeRO-3, bf16, activation checkpointing, and
+# samples packed without padding.
+# shellcheck disable=SC2034  # read by the scripts that source this file
+ZERO3_ARGS=(
+   --ds.zero_stage 3
+   --ds.param_dtype bf16
+   --actor.gradient_checkpointing_enable
+   --ds.packing_samples
+)
+
 # QUOTED=the word, quoted for the shell only when it needs it.
 quote_word() {
    local safe='^[A-Za-z0-9_./:=,+@%-]+$'

@@ -68,8 +68,7 @@ esac
 [[ $SEED =~ ^[0-9]+$ ]] || die "SEED=$SEED: use a whole number"
 SAVE_PATH=${SAVE_PATH:-$PWD/exp/grpo-qwen1p5b-$DATASET-$ARM-s$SEED}
 
-(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
-VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))   # hybrid engine: the engines cover exactly the actor's GPUs
+hybrid_engine 0.6 "$GPUS_PER_NODE" GPUS_PER_NODE
 
 # A run here reads the JSONL files (docs/gpu_recipe.md makes them): say so now, not after the models
 # have loaded. A dry run, or a job submitted to a cluster, does not read them on this machine.
@@ -84,23 +83,13 @@ RESOURCE_ARGS=(
    --actor.num_gpus_per_node "$GPUS_PER_NODE"
    --ref.num_nodes 1
    --ref.num_gpus_per_node "$GPUS_PER_NODE"
-   --vllm.num_engines "$VLLM_ENGINES"
-   --vllm.tensor_parallel_size "$VLLM_TP"
-   --vllm.gpu_memory_utilization 0.6
-   --train.colocate_all
-   --vllm.enable_sleep
-   --ds.enable_sleep
-   --vllm.sync_backend nccl
-   --vllm.enforce_eager
+   "${HYBRID_ENGINE_ARGS[@]}"   # launch_common.sh: engines cover the actor's GPUs, all colocated
 )
 
 MODEL_ARGS=(
    --actor.model_name_or_path "$MODEL_PATH"
    --reward.remote_url "$REWARD_FUNC"
-   --ds.zero_stage 3
-   --ds.param_dtype bf16
-   --actor.gradient_checkpointing_enable
-   --ds.packing_samples
+   "${ZERO3_ARGS[@]}"
 )
 
 DATA_ARGS=(

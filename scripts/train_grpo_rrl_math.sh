@@ -45,8 +45,7 @@ RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.
 source "$SCRIPT_DIR/launch_common.sh"
 parse_launch_args "$0" "$@"
 
-(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
-VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))   # hybrid engine: the engines cover exactly the actor's GPUs
+hybrid_engine 0.6 "$GPUS_PER_NODE" GPUS_PER_NODE
 
 # KL as OpenRLHF's examples pair it with each estimator
 case $ESTIMATOR in
@@ -61,23 +60,13 @@ RESOURCE_ARGS=(
    --actor.num_gpus_per_node "$GPUS_PER_NODE"
    --ref.num_nodes 1
    --ref.num_gpus_per_node "$GPUS_PER_NODE"
-   --vllm.num_engines "$VLLM_ENGINES"
-   --vllm.tensor_parallel_size "$VLLM_TP"
-   --vllm.gpu_memory_utilization 0.6
-   --train.colocate_all
-   --vllm.enable_sleep
-   --ds.enable_sleep
-   --vllm.sync_backend nccl
-   --vllm.enforce_eager
+   "${HYBRID_ENGINE_ARGS[@]}"   # launch_common.sh: engines cover the actor's GPUs, all colocated
 )
 
 MODEL_ARGS=(
    --actor.model_name_or_path "$MODEL_PATH"
    --reward.remote_url "$REWARD_FUNC"
-   --ds.zero_stage 3
-   --ds.param_dtype bf16
-   --actor.gradient_checkpointing_enable
-   --ds.packing_samples
+   "${ZERO3_ARGS[@]}"
 )
 
 DATA_ARGS=(

@@ -44,8 +44,7 @@ RAY_JOB_ADDRESS=${RAY_JOB_ADDRESS:-}                        # e.g. http://127.0.
 source "$SCRIPT_DIR/launch_common.sh"
 parse_launch_args "$0" "$@"
 
-(( GPUS_PER_NODE % VLLM_TP == 0 )) || die "GPUS_PER_NODE ($GPUS_PER_NODE) is not a multiple of VLLM_TP ($VLLM_TP)"
-VLLM_ENGINES=$(( GPUS_PER_NODE / VLLM_TP ))   # hybrid engine: the engines cover exactly the actor's GPUs
+hybrid_engine 0.5 "$GPUS_PER_NODE" GPUS_PER_NODE
 
 case $REWARD_KIND in
    helpful) REWARD_MODEL_PATH=$HELPFUL_RM_PATH ;;
@@ -76,14 +75,7 @@ RESOURCE_ARGS=(
    --ref.num_gpus_per_node "$GPUS_PER_NODE"
    --reward.num_nodes 1
    --reward.num_gpus_per_node "$GPUS_PER_NODE"
-   --vllm.num_engines "$VLLM_ENGINES"
-   --vllm.tensor_parallel_size "$VLLM_TP"
-   --vllm.gpu_memory_utilization 0.5
-   --train.colocate_all
-   --vllm.enable_sleep
-   --ds.enable_sleep
-   --vllm.sync_backend nccl
-   --vllm.enforce_eager
+   "${HYBRID_ENGINE_ARGS[@]}"   # launch_common.sh: engines cover the actor's GPUs, all colocated
 )
 
 MODEL_ARGS=(
@@ -91,10 +83,7 @@ MODEL_ARGS=(
    --reward.model_name_or_path "$REWARD_MODEL_PATH"
    --reward.normalize_enable
    "${CRITIC_ARGS[@]}"
-   --ds.zero_stage 3
-   --ds.param_dtype bf16
-   --actor.gradient_checkpointing_enable
-   --ds.packing_samples
+   "${ZERO3_ARGS[@]}"
 )
 
 DATA_ARGS=(
