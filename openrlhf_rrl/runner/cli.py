@@ -212,14 +212,34 @@ def warm_job(seed: int, args_dict: dict, queue=None) -> dict:
     return warm_model(seed, args_dict, progress)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker is killed when the process that runs the pool dies (Linux's
+    PR_SET_PDEATHSIG), so a killed rrl-demo or grid leaves no orphan job writing into --out beside
+    the next run's (seen: a killed grid's workers went on for minutes)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to ask for
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request was made
+        os._exit(1)
+
+
 def _pool_run(fn, items, args_dict: dict, workers: int, total: int, desc: str, show: bool):
     """Run fn(item, args_dict, queue) in worker processes, with one tqdm bar fed by the queue."""
     from tqdm import tqdm
 
+    from multiprocessing.managers import SyncManager
+
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
+    manager = SyncManager(ctx=ctx)  # the progress queue's server, as ctx.Manager() but dying with us too
+    manager.start(_die_with_parent, (os.getpid(),))
+    with manager:
         queue = manager.Queue()
-        with ctx.Pool(processes=max(1, min(workers, len(items)))) as pool:
+        with ctx.Pool(processes=max(1, min(workers, len(items))), initializer=_die_with_parent,
+                      initargs=(os.getpid(),)) as pool:
             pending = [pool.apply_async(fn, (item, args_dict, queue)) for item in items]
             bar = tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True)
             seen: dict = {}

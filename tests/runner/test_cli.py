@@ -80,3 +80,34 @@ def test_small_demo_writes_table_plot_and_metrics(tmp_path):
     img = mpimg.imread(out / "curves.png")
     assert img.shape[0] > 300 and img.shape[1] > 500
     assert img[..., :3].std() > 0.05  # axes, lines and text, not a blank canvas
+
+
+def test_killing_the_runner_kills_its_worker_jobs(tmp_path):
+    """A killed rrl-demo / grid must not leave its jobs running (they would keep writing into --out)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "pool.py"
+    script.write_text("import time\nfrom openrlhf_rrl.runner.cli import _pool_run\n\n"
+                      "def nap(item, args, queue):\n    time.sleep(120)\n\n"
+                      "if __name__ == '__main__':\n    _pool_run(nap, [1, 2], {}, 2, 0, 'nap', False)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.time() + 60
+        while len(parent.children()) < 3 and time.time() < deadline:  # the queue's manager and 2 workers
+            time.sleep(0.2)
+        time.sleep(2)  # past the workers' initializer
+        children = parent.children()
+        assert len(children) >= 3
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert alive == [], [" ".join(p.cmdline())[:80] for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
