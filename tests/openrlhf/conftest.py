@@ -130,7 +130,8 @@ def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_
     and is stopped, as is one still going after `timeout`; a slow or loaded machine only makes a run slower
     (a fixed limit of a few minutes failed every run beside a second CPU-heavy job, and 300 s of silence
     was reached once on an overloaded machine while vLLM started). Whatever it printed is kept, the reason
-    it was stopped ends its output, and the stacks of its Python processes go to Run.stacks. on_line(line, pid) sees each line as it is printed."""
+    it was stopped ends its output, and the stacks of its Python processes go to Run.stacks.
+    on_line(line, pid) sees each line as it is printed."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines as they are printed: silence must mean silence
     env.update(env_extra or {})
     t0 = time.time()
