@@ -28,6 +28,8 @@ from types import SimpleNamespace
 
 from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
 
+from .engine_liveness import unless_engine_dies
+
 
 class RestartEngine:
     """What the executor sees as its llm_engine: the first generate() continues after the prefix."""
@@ -96,7 +98,32 @@ def as_restart_response(response: dict, prefix_len: int, train_prefix: bool, tag
 
 
 class ReplayRolloutActor(RolloutRayActor.__ray_actor_class__):
-    """OpenRLHF's RolloutRayActor with one more method, for restart groups."""
+    """OpenRLHF's RolloutRayActor with one more method, for restart groups, and engine calls that raise
+    when the engine dies while they are pending (engine_liveness.py says why)."""
+
+    async def init_process_group(self, *args, **kwargs):
+        return await unless_engine_dies(self.llm, super().init_process_group(*args, **kwargs))
+
+    async def update_weight(self, *args, **kwargs):
+        return await unless_engine_dies(self.llm, super().update_weight(*args, **kwargs))
+
+    async def update_weight_cuda_ipc(self, *args, **kwargs):
+        return await unless_engine_dies(self.llm, super().update_weight_cuda_ipc(*args, **kwargs))
+
+    async def reset_prefix_cache(self):
+        return await unless_engine_dies(self.llm, super().reset_prefix_cache())
+
+    async def pause_generation(self):
+        return await unless_engine_dies(self.llm, super().pause_generation())
+
+    async def resume_generation(self):
+        return await unless_engine_dies(self.llm, super().resume_generation())
+
+    async def sleep(self, level=1):
+        return await unless_engine_dies(self.llm, super().sleep(level=level))
+
+    async def wake_up(self, tags=None):
+        return await unless_engine_dies(self.llm, super().wake_up(tags=tags))
 
     async def generate_restart_responses(self, prompt, label, sampling_params, max_length, hf_tokenizer,
                                          num_samples=1, images=None, *, restart: dict):

@@ -125,7 +125,10 @@ class Run:
         return "\n".join(self.output.splitlines()[-n:]) + "\n\n" + cause + stacks
 
 
-def run_module(module: str, argv, env_extra=None, timeout=1800, silence=600, on_line=None) -> Run:
+SILENCE_S = int(os.environ.get("RRL_E2E_SILENCE_S", "600"))  # lower it to hunt a hang in a loop of runs
+
+
+def run_module(module: str, argv, env_extra=None, timeout=1800, silence=SILENCE_S, on_line=None) -> Run:
     """Run `python -m module argv` as a user does. A run that prints nothing for `silence` seconds is stuck
     and is stopped, as is one still going after `timeout`; a slow or loaded machine only makes a run slower
     (a fixed limit of a few minutes failed every run beside a second CPU-heavy job, and 300 s of silence
