@@ -1,16 +1,15 @@
-"""The replay buffer: retained states, their priorities, eviction, retirement, and the buffer file.
+"""The replay buffer: retained states, their priorities, admission, eviction and sampling.
 
 Why the rules are what they are (docs/how-rrl-works.md, "The buffer"): the main way replay fails is buffer
 takeover - candidates arrive faster than restarts can test them and the buffer fills with untried
-or dead states. So every restart decays an entry's priority, entries whose restarts all succeed
-(zero gradient) or never succeed (dead end) retire, a prompt solved from scratch retires its
-entries, and retired solved/dead/banned keys are remembered so they are not admitted again.
-A reviewer's ban is remembered for good (never trimmed like the others): a banned entry is never
-replayed again. A state that cannot be restarted (empty prefix, a prefix over the length budget,
-a stop token inside the prefix) is refused at admission, whatever produced it. Entries never
-restarted retire ("untried") after a number of steps (retire_untried), and cut control may move an
-entry's cut along its source response (move_cut: a new key, the restart record reset, merged into an
-entry already at the new cut).
+or dead states. So every restart decays an entry's priority, a full buffer or prompt evicts its
+lowest-priority entry (pinned last) for a better newcomer, and a state that cannot be restarted
+(empty prefix, a prefix over the length budget, a stop token inside the prefix) is refused at
+admission, whatever produced it. A reviewer's pin (x10, evicted last) and ban (never replayed) act here.
+
+The rest of the buffer, one concept per file: retirement.py (when entries leave for good, and which
+keys are refused if they come back), cut_control.py (moving an entry's cut along its source
+response), buffer_file.py (its JSON state and the buffer file).
 
 All operations a training step does per entry (add, evict, sample one) are O(log n): a sum tree
 for proportional sampling and a lazy-deletion min-heap for "lowest priority" eviction.
@@ -19,28 +18,24 @@ for proportional sampling and a lazy-deletion min-heap for "lowest priority" evi
 from __future__ import annotations
 
 import heapq
-import json
 import math
-import os
 import random
-import tempfile
 from collections import OrderedDict
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
-from .errors import BufferFileError, RRLConfigError
+from .buffer_file import FILE_FORMAT, FILE_VERSION, BufferFile
+from .cut_control import CutControl
+from .errors import RRLConfigError
+from .retirement import REMEMBERED_REASONS, RETIRE_REASONS, RetirementRules
 from .state import RetainedState
 from .sumtree import SumTree
 
-FILE_FORMAT = "openrlhf-rrl-buffer"
-FILE_VERSION = 1
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "RETIRE_REASONS", "ReplayBuffer"]
 
-RETIRE_REASONS = ("solved", "dead", "prompt_solved", "evicted", "banned", "stale", "untried")
-# Keys retired for these reasons are refused if they come back: re-testing them wastes restarts.
-_REMEMBERED_REASONS = frozenset(("solved", "dead", "banned"))
 _MAX_EXP = 300.0  # exp(+-300) keeps a sum of 1e6 priorities finite and every priority > 0
 
 
-class ReplayBuffer:
+class ReplayBuffer(RetirementRules, CutControl, BufferFile):
     """Prioritised store of RetainedState entries, keyed by sha1(prompt ids + prefix ids).
 
     priority = exp(score / temperature) * restart_decay ** restarts, x10 when pinned.
@@ -158,20 +153,10 @@ class ReplayBuffer:
             heapq.heappush(self._free, slot)
         if reason is not None:
             self.retired_counts[reason] = self.retired_counts.get(reason, 0) + 1
-            if reason in _REMEMBERED_REASONS:
+            if reason in REMEMBERED_REASONS:
                 self._remember(key, reason)
         self._maybe_compact_heap()
         return slot
-
-    def _remember(self, key: str, reason: str) -> None:
-        if reason == "banned":
-            self._banned[key] = None
-            self._remembered.pop(key, None)
-            return
-        self._remembered[key] = reason
-        self._remembered.move_to_end(key)
-        while len(self._remembered) > self.max_remembered:
-            self._remembered.popitem(last=False)
 
     def _reprioritise(self, key: str) -> None:
         state = self._entries[key]
@@ -216,12 +201,6 @@ class ReplayBuffer:
     def prompt_keys(self) -> list[str]:
         return list(self._by_prompt)
 
-    def is_retired(self, key: str) -> str | None:
-        """The reason a key was retired for good (solved, dead, banned), or None."""
-        if key in self._banned:
-            return "banned"
-        return self._remembered.get(key)
-
     def banned_keys(self) -> list[str]:
         return list(self._banned)
 
@@ -255,25 +234,7 @@ class ReplayBuffer:
         key = state.key
         old = self._entries.get(key)
         if old is not None:
-            self.counters["merged"] += 1
-            if state.banned:
-                self.ban(key)
-                return False
-            changed = False
-            if state.score > old.score:
-                old.score = state.score
-                changed = True
-            if state.last_seen > old.last_seen:
-                old.last_seen = state.last_seen
-                changed = True
-            if state.pinned and not old.pinned:
-                old.pinned = True
-                changed = True
-            if len(state.source_ids) > len(old.source_ids):  # more room for cut control; priority unchanged
-                old.source_ids = state.source_ids
-            if changed:
-                self._reprioritise(key)
-            return True
+            return self._merge(old, state)
         if key in self._remembered or key in self._banned:
             self.counters["refused_retired"] += 1
             return False
@@ -303,12 +264,27 @@ class ReplayBuffer:
         self.counters["added"] += 1
         return True
 
-    def retire(self, key: str, reason: str) -> bool:
-        if reason not in RETIRE_REASONS:
-            raise ValueError(f"unknown retire reason {reason!r} (expected one of {', '.join(RETIRE_REASONS)})")
-        if key not in self._entries:
+    def _merge(self, old: RetainedState, state: RetainedState) -> bool:
+        """A state found again: the entry keeps the best score, the latest sighting and a pin; a ban
+        removes it. True when the entry stays."""
+        self.counters["merged"] += 1
+        if state.banned:
+            self.ban(old.key)
             return False
-        self._remove(key, reason)
+        changed = False
+        if state.score > old.score:
+            old.score = state.score
+            changed = True
+        if state.last_seen > old.last_seen:
+            old.last_seen = state.last_seen
+            changed = True
+        if state.pinned and not old.pinned:
+            old.pinned = True
+            changed = True
+        if len(state.source_ids) > len(old.source_ids):  # more room for cut control; priority unchanged
+            old.source_ids = state.source_ids
+        if changed:
+            self._reprioritise(old.key)
         return True
 
     def pin(self, key: str, pinned: bool = True) -> bool:
@@ -331,39 +307,6 @@ class ReplayBuffer:
         self._remember(key, "banned")
         return False
 
-    def record_restart(self, key: str, rewards: Sequence[float], step: int,
-                       success_threshold: float = 0.5, retire: bool = True) -> str | None:
-        """Count one restart group from `key` (a continuation succeeds when reward >= threshold).
-
-        Retires the entry as "solved" when every continuation of this group succeeded (nothing
-        left to learn there) and as "dead" after retire_dead_after continuations with no success;
-        retire=False only counts (the caller moves the cut instead, see move_cut).
-        Returns the retire reason or None; an unknown key is a no-op.
-        """
-        state = self._entries.get(key)
-        if state is None:
-            return None
-        n = len(rewards)
-        wins = sum(1 for r in rewards if r >= success_threshold)
-        state.restarts += 1
-        state.continuations += n
-        state.successes += wins
-        if 0 < wins < n:
-            state.mixed_groups += 1
-        state.last_seen = max(state.last_seen, step)
-        self.counters["restarts"] += 1
-        reason = None
-        if retire and not state.pinned:
-            if self.retire_solved_restart and n > 0 and wins == n:
-                reason = "solved"
-            elif self.retire_dead_after > 0 and state.continuations >= self.retire_dead_after and state.successes == 0:
-                reason = "dead"
-        if reason is not None:
-            self._remove(key, reason)
-        else:
-            self._reprioritise(key)
-        return reason
-
     def refresh_score(self, key: str, score: float) -> bool:
         """Replace an entry's score (the Monte-Carlo scorer's restart pass rate) and its priority."""
         if not math.isfinite(score):
@@ -375,114 +318,6 @@ class ReplayBuffer:
         self._reprioritise(key)
         return True
 
-    def update_priority(self, key: str) -> None:
-        """Call after changing an entry's fields by hand (score, pinned, restarts)."""
-        if key in self._entries:
-            if self._entries[key].banned:
-                self._remove(key, "banned")
-            else:
-                self._reprioritise(key)
-
-    def record_fresh(self, prompt_key: str, success_rate: float, step: int) -> int:
-        """A fresh group of this prompt solved it at `success_rate`; at retire_solved_rate or above
-        its entries retire ("prompt_solved"): the policy no longer needs a head start there.
-        Handicaps (failed prefixes kept to make a mostly passing prompt harder) stay."""
-        if success_rate < self.retire_solved_rate:
-            return 0
-        n = 0
-        for state in self.prompt_entries(prompt_key):
-            if not state.pinned and not state.handicap:
-                self._remove(state.key, "prompt_solved")
-                n += 1
-        return n
-
-    def retire_missing_prompts(self, known_prompt_keys: Iterable[str]) -> int:
-        """Retire ("stale") every entry whose prompt is no longer in the data set, pinned ones too: the
-        data set decides what is trained on, and a prompt removed from it (a wrong label, say) must
-        not come back through the buffer. Call it after resuming with a changed data set."""
-        known = known_prompt_keys if isinstance(known_prompt_keys, (set, frozenset, dict)) else set(known_prompt_keys)
-        gone = [key for pk, keys in self._by_prompt.items() if pk not in known for key in keys]
-        for key in gone:
-            self._remove(key, "stale")
-        return len(gone)
-
-    def retire_untried(self, step: int, ttl: int) -> int:
-        """Retire ("untried") unpinned entries never restarted whose last sighting (found, found again, or
-        cut moved) is more than `ttl` steps before `step`: candidates that restarts never got round to
-        are what a taken-over buffer is full of. ttl <= 0 disables."""
-        if ttl <= 0:
-            return 0
-        old = [s.key for s in self._entries.values() if s.restarts == 0 and not s.pinned and step - s.last_seen > ttl]
-        for key in old:
-            self._remove(key, "untried")
-        return len(old)
-
-    # ---------------------------------------------------------------- cut control
-    def _moved_state(self, key: str, new_len: int, step: int) -> RetainedState | None:
-        s = self._entries.get(key)
-        if s is None or s.pinned or not isinstance(new_len, int) or isinstance(new_len, bool):
-            return None
-        c = len(s.prefix_ids)
-        if new_len == c or not 1 <= new_len <= c + len(s.source_ids):
-            return None
-        full = s.prefix_ids + s.source_ids
-        lp = s.prefix_logprobs
-        new = RetainedState(
-            prompt_key=s.prompt_key, prompt_ids=s.prompt_ids, prefix_ids=full[:new_len],
-            # log-probs are kept for the part they cover; a later cut has none for its new tokens
-            prefix_logprobs=lp[:new_len] if lp is not None and new_len <= len(lp) else None,
-            label=s.label, score=s.score, step_found=s.step_found, last_seen=max(s.last_seen, step),
-            cut_fraction=new_len / max(1, s.source_len, len(full)), source_len=s.source_len,
-            source_reward=s.source_reward, source_ids=full[new_len:], handicap=s.handicap)
-        if new.key in self._banned or new.key in self._remembered or self.admission_problem(new) is not None:
-            return None
-        return new
-
-    def move_target(self, key: str, new_len: int) -> str | None:
-        """The key entry `key` would have with its cut moved to `new_len` response tokens, or None when it
-        cannot move there: unknown or pinned entry, new_len outside 1..len(prefix)+len(source_ids) or equal to
-        the current cut, or a target the buffer refuses (banned, retired for good, invalid)."""
-        new = self._moved_state(key, new_len, 0)
-        return None if new is None else new.key
-
-    def move_cut(self, key: str, new_len: int, step: int, remember_old: str | None = None) -> str | None:
-        """Move an entry's cut along its source response (prefix + source_ids) to `new_len` response tokens.
-
-        The restart record (restarts, successes, mixed groups: the posterior) starts afresh at the new cut;
-        critic value, entropy and verified steps at the cut are unknown there. A move onto a (prompt, prefix)
-        already in the buffer merges into that entry, which keeps its own record (it was observed at that
-        very cut). remember_old ("solved" or "dead") refuses the old cut if a scorer proposes it again,
-        without counting a retirement. Returns the entry's key afterwards, or None (nothing changed) where
-        move_target is None."""
-        if remember_old is not None and remember_old not in _REMEMBERED_REASONS:
-            raise ValueError(f"move_cut: remember_old must be one of {sorted(_REMEMBERED_REASONS)}, got {remember_old!r}")
-        new = self._moved_state(key, new_len, step)
-        if new is None:
-            return None
-        existing = self._entries.get(new.key)
-        slot = self._remove(key, None, free_slot=existing is not None)
-        if remember_old is not None:
-            self._remember(key, remember_old)
-        self.counters["cut_moves"] += 1
-        if existing is None:
-            self._place(new, slot)
-            return new.key
-        self.counters["merged"] += 1
-        existing.score = max(existing.score, new.score)
-        existing.last_seen = max(existing.last_seen, new.last_seen)
-        if len(new.source_ids) > len(existing.source_ids):
-            existing.source_ids = new.source_ids
-        self._reprioritise(new.key)
-        return new.key
-
-    def retire_stale(self, step: int, max_age: int) -> int:
-        """Retire unpinned entries not found or restarted in the last max_age steps."""
-        old = [s.key for s in self._entries.values() if not s.pinned and step - s.last_seen > max_age]
-        for key in old:
-            self._remove(key, "stale")
-        return len(old)
-
-    # ---------------------------------------------------------------- sampling
     def sample(self, k: int, rng=None, exclude_prompts: Iterable[str] = ()) -> list[RetainedState]:
         """k distinct entries drawn in turn proportional to priority (without replacement).
 
@@ -530,212 +365,6 @@ class ReplayBuffer:
             "max_prefix_tokens": self.max_prefix_tokens,
             "stop_token_ids": list(self.stop_token_ids),
         }
-
-    def state_dict(self) -> dict:
-        """Everything, JSON-able: entries (with their slots), counters, retired keys and the rng state."""
-        rng = self._rng.getstate()
-        entries = []
-        for key, state in self._entries.items():
-            d = state.to_json()
-            d["slot"] = self._slot[key]
-            entries.append(d)
-        return {
-            "format": FILE_FORMAT,
-            "version": FILE_VERSION,
-            "config": self.config_dict(),
-            "counters": dict(self.counters),
-            "retired_counts": dict(self.retired_counts),
-            "remembered": [[k, r] for k, r in self._remembered.items()] + [[k, "banned"] for k in self._banned],
-            "review_marks": {p: dict(m) for p, m in self.review_marks.items()},
-            "rng": [rng[0], list(rng[1]), rng[2]],
-            "entries": entries,
-        }
-
-    def load_state_dict(self, d: dict) -> None:
-        """Restore from state_dict(); all or nothing (a bad dict raises ValueError, the buffer is unchanged).
-
-        This buffer's own config (capacity, temperature, ...) wins over the saved one, so a resumed run
-        can change flags; entries beyond a smaller capacity are evicted lowest priority first.
-        """
-        fresh = type(self)(**self.config_dict())
-        fresh._load(d)
-        self.__dict__.update(fresh.__dict__)
-
-    def _load(self, d: dict) -> None:
-        if not isinstance(d, dict):
-            raise ValueError("buffer state: expected a JSON object")
-        try:
-            rng = d["rng"]
-            self._rng.setstate((int(rng[0]), tuple(int(x) for x in rng[1]), rng[2]))
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ValueError(f"rng: bad random state ({e})") from None
-        for name, target in (("counters", self.counters), ("retired_counts", self.retired_counts)):
-            src = d.get(name, {})
-            if not isinstance(src, dict) or not all(isinstance(v, int) for v in src.values()):
-                raise ValueError(f"{name}: expected an object of integers")
-            target.update(src)
-        for item in d.get("remembered", []):
-            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-                raise ValueError("remembered: expected [key, reason] pairs")
-            self._remember(item[0], item[1])
-        marks = d.get("review_marks", {})
-        if not isinstance(marks, dict) or not all(
-                isinstance(m, dict) and isinstance(m.get("offset"), int) and isinstance(m.get("lines"), int)
-                and isinstance(m.get("sha256"), str) for m in marks.values()):
-            raise ValueError("review_marks: expected {path: {offset, lines, sha256}}")
-        self.review_marks = {str(p): dict(m) for p, m in marks.items()}
-        states, slots = [], []
-        for i, e in enumerate(d.get("entries", [])):
-            if not isinstance(e, dict):
-                raise ValueError(f"entry {i}: expected a JSON object")
-            e = dict(e)
-            slot = e.pop("slot", None)
-            try:
-                s = RetainedState.from_json(e)
-            except ValueError as err:
-                raise ValueError(f"entry {i}: {err}") from None
-            states.append(s)
-            slots.append(slot)
-        # Which entries fit this buffer's caps: best first (a reviewer's banned flag sends an entry away).
-        keep, seen, per_prompt = set(), set(), {}
-        order = sorted(range(len(states)), key=lambda i: (states[i].pinned, self.priority(states[i])), reverse=True)
-        for i in order:
-            s = states[i]
-            if s.key in seen:
-                continue
-            seen.add(s.key)
-            if s.banned:
-                self._remember(s.key, "banned")
-                self.retired_counts["banned"] += 1
-            elif s.key in self._banned:  # banned after this entry was written (a review applied later)
-                continue
-            elif self.admission_problem(s) is not None:  # e.g. a hand-edited file, or a smaller length budget
-                self.counters["refused_invalid"] += 1
-            elif len(keep) < self.capacity and per_prompt.get(s.prompt_key, 0) < self.per_prompt_capacity:
-                keep.add(i)
-                per_prompt[s.prompt_key] = per_prompt.get(s.prompt_key, 0) + 1
-            else:
-                self.retired_counts["evicted"] += 1
-        used = set()
-        for i in sorted(keep):
-            slot = slots[i]
-            if isinstance(slot, int) and 0 <= slot < self.capacity and slot not in used:
-                used.add(slot)
-            else:
-                slots[i] = None
-        self._high = max(used) + 1 if used else 0
-        self._free = [s for s in range(self._high) if s not in used]
-        heapq.heapify(self._free)
-        for i in sorted(keep):  # saved order: dict order and tie-breaks come back the same
-            slot = slots[i] if slots[i] is not None else self._take_slot()
-            self._place(states[i], slot)
-
-    # ---------------------------------------------------------------- file
-    def save(self, path: str, extra: dict | None = None) -> None:
-        """Atomic JSON-lines write: header, one entry per line, {"end": n}. A failure leaves the old file."""
-        sd = self.state_dict()
-        entries = sd.pop("entries")
-        if extra is not None:
-            sd["extra"] = extra
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(_encode_line(sd))
-                for e in entries:
-                    f.write(_encode_line(e))
-                f.write(_encode_line({"end": len(entries)}))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        try:  # make the rename itself durable; not possible everywhere
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-
-    @staticmethod
-    def read_file(path: str) -> tuple[dict, dict | None]:
-        """(state_dict, extra) of a buffer file; BufferFileError naming the file when it is unusable."""
-        path = os.fspath(path)
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                lines = f.read().split("\n")
-        except FileNotFoundError:
-            raise BufferFileError(f"{path}: no such buffer file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise BufferFileError(f"{path}: cannot read buffer file ({e})") from None
-        if lines and lines[-1] == "":
-            lines.pop()
-        if not lines:
-            raise BufferFileError(f"{path}: empty buffer file")
-        try:
-            header = json.loads(lines[0])
-        except json.JSONDecodeError:
-            raise BufferFileError(f"{path}: not an {FILE_FORMAT} file (line 1 is not valid JSON)") from None
-        if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
-            raise BufferFileError(f"{path}: not an {FILE_FORMAT} file (line 1 has no format {FILE_FORMAT!r})")
-        if header.get("version") != FILE_VERSION:
-            raise BufferFileError(
-                f"{path}: unsupported buffer file version {header.get('version')!r} (this code reads {FILE_VERSION})")
-        entries = []
-        end = None
-        for n, line in enumerate(lines[1:], start=2):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise BufferFileError(f"{path}: truncated or corrupted buffer file (line {n} is not valid JSON)") from None
-            if isinstance(obj, dict) and set(obj) == {"end"}:
-                if n != len(lines):
-                    raise BufferFileError(f"{path}: corrupted buffer file (data after the end marker on line {n})")
-                end = obj["end"]
-                break
-            entries.append(obj)
-        if end is None:
-            raise BufferFileError(f"{path}: truncated buffer file (no end marker after line {len(lines)})")
-        if end != len(entries):
-            raise BufferFileError(f"{path}: truncated or corrupted buffer file (end marker says {end!r} entries, found {len(entries)})")
-        extra = header.pop("extra", None)
-        header["entries"] = entries
-        return header, extra
-
-    @classmethod
-    def load(cls, path: str) -> "ReplayBuffer":
-        """A new buffer with the file's config and contents."""
-        sd, _ = cls.read_file(path)
-        cfg = sd.get("config")
-        try:
-            buf = cls(**cfg)
-        except (TypeError, RRLConfigError) as e:
-            raise BufferFileError(f"{os.fspath(path)}: bad buffer config in header ({e})") from None
-        buf.load_into(path, _state=sd)
-        return buf
-
-    def load_into(self, path: str, _state: dict | None = None) -> dict | None:
-        """Replace this buffer's contents by the file's (this buffer's config is kept); returns the
-        file's `extra` dict. The file is never modified; on any error this buffer is unchanged."""
-        extra = None
-        if _state is None:
-            _state, extra = self.read_file(path)
-        try:
-            self.load_state_dict(_state)
-        except ValueError as e:
-            raise BufferFileError(f"{os.fspath(path)}: corrupted buffer file ({e})") from None
-        return extra
-
-
-def _encode_line(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def _num(v) -> bool:

@@ -42,13 +42,6 @@ def top_entropy_cuts(entropies: Sequence[float], k: int) -> list[int]:
     return _top_k(entropies, k)
 
 
-def checker_cut(n_verified_tokens: int | None) -> list[int]:
-    """The longest prefix a step checker verified correct (the best cut in docs/measurements/)."""
-    if n_verified_tokens is None or n_verified_tokens <= 0:
-        return []
-    return [int(n_verified_tokens)]
-
-
 def grid_cuts(response_ids: Sequence[int], allowed: range, boundary_ids: Iterable[int] = (),
               stride: int = 32) -> list[int]:
     """The step grid inside `allowed`: positions after boundary tokens when any fall there, else every

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .buffer import RETIRE_REASONS
+from .retirement import RETIRE_REASONS
 
 
 def is_informative(successes) -> bool:

@@ -21,7 +21,8 @@ import logging
 import time
 from itertools import zip_longest
 
-from .buffer import RETIRE_REASONS, ReplayBuffer
+from .buffer import ReplayBuffer
+from .retirement import RETIRE_REASONS
 from .cuts import allowed_range, grid_cuts, handicap_cut, moved_cut
 from .errors import BufferFileError
 from .idle_watch import IdleWatch, StepCounts
@@ -30,9 +31,9 @@ from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
 from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
-from .scoring import _as_list, make_scorer
+from .scoring import make_scorer
 from .step_checker import load_step_checker, verify_by_agreement
-from .trajectory import Trajectory
+from .trajectory import Trajectory, as_list
 
 # Two candidates of one prompt whose prefixes differ in length by at most this many tokens are
 # near-duplicates for admission: keep the better one and spend the admission on another depth.
@@ -122,22 +123,38 @@ class RetrospectiveReplay:
 
     # ------------------------------------------------------------------ observe
     def observe(self, plans: list[GroupPlan], trajectories: list[list[Trajectory]], step: int) -> dict:
+        """Learn from a step's groups, in order: fresh groups (state), cut candidates (score), restart
+        outcomes (retire or move the cut), admission (retain), then the step's metrics."""
         t0 = time.perf_counter()
         if len(plans) != len(trajectories):
             raise ValueError(f"observe: {len(plans)} plans but {len(trajectories)} trajectory groups")
         self.last_step = step
-        c = self.config
         m = StepMetrics()
+        counts = StepCounts()  # stage by stage, for the idle watch
         retired_before = self._retired_at_plan or dict(self.buffer.retired_counts)
         self._retired_at_plan = None
-        m.target_share = self.schedule(step) if c.enable else 0.0
-
-        fresh_info, restart_info = [], []
-        candidates = []
-        counts = StepCounts()  # stage by stage, for the idle watch
-        mined = []  # (group, its success rate, handicap?) of the fresh groups that may give candidates
+        m.target_share = self.schedule(step) if self.config.enable else 0.0
+        groups = list(zip(plans, trajectories))
         # fresh groups first, so that a prompt solved from scratch this step is not counted as revived
-        for plan, group in zip(plans, trajectories):
+        fresh_info, mined = self._observe_fresh(groups, step)
+        candidates = self._score_candidates(groups, mined, counts)
+        restart_info, restart_wins, restart_total = self._observe_restarts(groups, step, m)
+        m.candidates = len(candidates)
+        if self.config.enable:
+            self._retain(candidates, len(plans), step, m, counts)
+        self._close_step(m, counts, fresh_info, restart_info, restart_wins, restart_total, len(plans), len(mined))
+        m.retired = {r: self.buffer.retired_counts.get(r, 0) - retired_before.get(r, 0) for r in RETIRE_REASONS}
+        m.overhead_s = self._plan_seconds + time.perf_counter() - t0
+        self._plan_seconds = 0.0
+        return m.to_dict()
+
+    def _observe_fresh(self, groups, step: int) -> tuple[list[bool], list[tuple]]:
+        """Fresh groups: each prompt's success rate, a solved prompt's entries retired; returns whether
+        each group was informative, and the groups to mine: (group, rate, handicap?) of hard prompts, and
+        with passrate's both ways, of mostly passing ones (their failures become handicaps)."""
+        c = self.config
+        fresh_info, mined = [], []
+        for plan, group in groups:
             if plan.is_restart or not group:
                 continue
             wins = [bool(t.success) for t in group]
@@ -154,9 +171,15 @@ class RetrospectiveReplay:
                 mined.append((group, rate, False))
             elif self.both_ways and rate > 1.0 - c.hard_threshold:
                 mined.append((group, rate, True))
+        return fresh_info, mined
+
+    def _score_candidates(self, groups, mined: list[tuple], counts: StepCounts) -> list[tuple]:
+        """Cut candidates (score, cut, trajectory, handicap?) of the mined groups, after verifying their
+        failures (agreement with a success, or the step checker). `mined` may grow: with the agree scorer a
+        mixed restart group of a hard prompt shows where a continuation parts from a success."""
+        c = self.config
         if c.enable and self.scorer.verifies_by_agreement:
-            # a mixed restart group shows where a continuation parts from a success: a deeper cut
-            for plan, group in zip(plans, trajectories):
+            for plan, group in groups:
                 rate = self.fresh_rates.get(plan.prompt.key, 0.0)
                 if plan.is_restart and group and rate < c.hard_threshold and is_informative([t.success for t in group]):
                     mined.append((group, rate, False))
@@ -164,6 +187,7 @@ class RetrospectiveReplay:
                 verify_by_agreement(group)
         # one step checker call for the whole step when it can take a batch (a served checker: one POST)
         self._verify([t for group, _, _ in mined for t in group])
+        candidates = []
         for group, rate, handicap in mined:
             counts.mined_rollouts += len(group)
             counts.groups_with_success += any(t.success for t in group)
@@ -183,9 +207,14 @@ class RetrospectiveReplay:
                     if cut is not None:
                         counts.cuts += 1
                         candidates.append((rate, cut, t, True))
+        return candidates
 
-        restart_wins = restart_total = 0
-        for plan, group in zip(plans, trajectories):
+    def _observe_restarts(self, groups, step: int, m: StepMetrics) -> tuple[list[bool], int, int]:
+        """Restart groups: each entry's record (it may retire), cut control on an all-pass or all-fail
+        group, revived prompts; returns whether each group was informative, and wins / continuations."""
+        c = self.config
+        restart_info, restart_wins, restart_total = [], 0, 0
+        for plan, group in groups:
             if not plan.is_restart or not group:
                 continue
             wins = [bool(t.success) for t in group]
@@ -216,37 +245,39 @@ class RetrospectiveReplay:
                 entry = self.buffer.get(plan.entry_key)
                 if entry is not None:
                     self.buffer.refresh_score(plan.entry_key, entry.pass_rate)
+        return restart_info, restart_wins, restart_total
 
-        m.candidates = len(candidates)
-        if c.enable:
-            self.buffer.retire_untried(step, c.untried_ttl)
-            refused_before = dict(self.buffer.counters)
-            m.admitted = self._admit(candidates, self.admit_limit(len(plans)), step)
-            for field, counter in (("refused_invalid", "refused_invalid"), ("refused_known", "refused_retired"),
-                                   ("rejected", "rejected")):
-                setattr(counts, field, self.buffer.counters[counter] - refused_before[counter])
+    def _retain(self, candidates: list[tuple], n_groups: int, step: int, m: StepMetrics, counts: StepCounts) -> None:
+        """Retire entries no restart got round to, then admit the best candidates up to the step's limit;
+        what admission refused is counted for the idle watch."""
+        self.buffer.retire_untried(step, self.config.untried_ttl)
+        refused_before = dict(self.buffer.counters)
+        m.admitted = self._admit(candidates, self.admit_limit(n_groups), step)
+        for field, counter in (("refused_invalid", "refused_invalid"), ("refused_known", "refused_retired"),
+                               ("rejected", "rejected")):
+            setattr(counts, field, self.buffer.counters[counter] - refused_before[counter])
 
+    def _close_step(self, m: StepMetrics, counts: StepCounts, fresh_info: list[bool], restart_info: list[bool],
+                    restart_wins: int, restart_total: int, n_groups: int, n_mined: int) -> None:
+        """The step's shares and rates, the adaptive share's update, and the idle watch's verdict."""
+        c = self.config
         m.informative_fresh_groups = sum(fresh_info) / len(fresh_info) if fresh_info else 0.0
         m.informative_restart_groups = sum(restart_info) / len(restart_info) if restart_info else 0.0
         if c.enable:
             self.schedule.update(m.informative_restart_groups if restart_info else None,
                                  m.informative_fresh_groups if fresh_info else None)
         m.restart_success = restart_wins / restart_total if restart_total else 0.0
-        m.replay_share = m.restart_groups / len(plans) if plans else 0.0
+        m.replay_share = m.restart_groups / n_groups if n_groups else 0.0
         m.buffer_size = len(self.buffer)
         if c.enable:
-            counts.fresh_groups, counts.hard_groups, counts.candidates = len(fresh_info), len(mined), len(candidates)
+            counts.fresh_groups, counts.hard_groups, counts.candidates = len(fresh_info), n_mined, m.candidates
             counts.admitted, counts.restart_groups = m.admitted, m.restart_groups
             counts.buffer_size, counts.target_share = m.buffer_size, m.target_share
             warning = self.idle_watch.update(counts)
             if warning:
-                log.warning("step %d: %s", step, warning)
+                log.warning("step %d: %s", self.last_step, warning)
             m.idle_steps = self.idle_watch.idle_steps
         m.untried = sum(1 for e in self.buffer.entries() if e.restarts == 0)
-        m.retired = {r: self.buffer.retired_counts.get(r, 0) - retired_before.get(r, 0) for r in RETIRE_REASONS}
-        m.overhead_s = self._plan_seconds + time.perf_counter() - t0
-        self._plan_seconds = 0.0
-        return m.to_dict()
 
     def _verify(self, ts: list[Trajectory]) -> None:
         """Fill in place (a copy per trajectory was a measurable share of the bookkeeping) the verified
@@ -273,7 +304,7 @@ class RetrospectiveReplay:
         """Where the failed rollout `t` of a mostly passing prompt becomes a handicap (cuts.handicap_cut)."""
         c = self.config
         allowed = self.scorer.allowed_cuts(t)
-        grid = grid_cuts(_as_list(t.response_ids), allowed, c.boundary_tokens, c.cut_every)
+        grid = grid_cuts(as_list(t.response_ids), allowed, c.boundary_tokens, c.cut_every)
         return handicap_cut(grid, allowed, t.verified_tokens)
 
     def _source_end(self, t: Trajectory, cut: int, handicap: bool) -> int:
@@ -328,7 +359,7 @@ class RetrospectiveReplay:
             if self.cut_control:
                 end = self._source_end(traj, cut, handicap)
                 source = traj.agreed_ids if traj.agreed_ids is not None and not handicap else traj.response_ids
-                s.source_ids = tuple(int(x) for x in _as_list(source)[cut:end])
+                s.source_ids = tuple(int(x) for x in as_list(source)[cut:end])
             was_there = s.key in self.buffer
             if self.buffer.add(s) and not was_there:
                 admitted += 1

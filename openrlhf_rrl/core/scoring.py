@@ -30,7 +30,7 @@ from typing import Protocol
 from .cuts import allowed_range, grid_cuts, top_entropy_cuts, top_value_cuts
 from .errors import RRLConfigError
 from .state import RetainedState
-from .trajectory import Trajectory
+from .trajectory import Trajectory, as_list
 
 SCORER_NAMES = ("critic", "reward", "checker", "entropy", "mc", "agree")
 
@@ -43,12 +43,6 @@ class Scorer(Protocol):
     def state_at(self, traj: Trajectory, c: int, score: float, step: int) -> RetainedState: ...
 
     def candidates(self, traj: Trajectory, step: int) -> list[RetainedState]: ...
-
-
-def _as_list(x):
-    if x is None:
-        return None
-    return x.tolist() if hasattr(x, "tolist") else list(x)
 
 
 def _finite_at(xs, i):
@@ -95,7 +89,7 @@ class BaseScorer:
         n = len(traj.response_ids)
         eos_pos = traj.eos_pos
         if self.stop_token_ids:
-            ids = _as_list(traj.response_ids)
+            ids = as_list(traj.response_ids)
             for t in self.stop_token_ids:
                 if t in ids:
                     i = ids.index(t)
@@ -126,13 +120,13 @@ class BaseScorer:
     @staticmethod
     def state_at(traj: Trajectory, c: int, score: float, step: int) -> RetainedState:
         """The retained state `traj` cut after its first `c` response tokens."""
-        response = tuple(int(t) for t in _as_list(traj.response_ids))
+        response = tuple(int(t) for t in as_list(traj.response_ids))
         n = len(response)
         return RetainedState(
             prompt_key=traj.prompt_key,
-            prompt_ids=tuple(int(t) for t in _as_list(traj.prompt_ids)),
+            prompt_ids=tuple(int(t) for t in as_list(traj.prompt_ids)),
             prefix_ids=response[:c],
-            prefix_logprobs=_finite_tuple(_as_list(traj.logprobs), c),
+            prefix_logprobs=_finite_tuple(as_list(traj.logprobs), c),
             label=traj.label,
             score=score,
             step_found=step,
@@ -140,8 +134,8 @@ class BaseScorer:
             cut_fraction=c / n,
             source_len=n,
             source_reward=float(traj.reward),
-            cut_value=_finite_at(_as_list(traj.values), c),
-            cut_entropy=_finite_at(_as_list(traj.entropies), c),
+            cut_value=_finite_at(as_list(traj.values), c),
+            cut_entropy=_finite_at(as_list(traj.entropies), c),
             verified_steps=traj.verified_steps,
         )
 
@@ -155,7 +149,7 @@ class BaseScorer:
 
 class CriticScorer(BaseScorer):
     def scored_cuts(self, traj, allowed):
-        values = _as_list(traj.values)
+        values = as_list(traj.values)
         if values is None:
             return []
         allowed = allowed[: max(0, len(values) - allowed.start)]
@@ -165,7 +159,7 @@ class CriticScorer(BaseScorer):
 
 class RewardScorer(BaseScorer):
     def stride_or_boundary_cuts(self, traj, allowed):
-        grid = grid_cuts(_as_list(traj.response_ids), allowed, self.boundary_tokens, self.cut_every)
+        grid = grid_cuts(as_list(traj.response_ids), allowed, self.boundary_tokens, self.cut_every)
         # a response shorter than the stride would give no cut at all (replay idle, silently): spread the
         # cuts over its allowed range instead
         return self._spread(grid or list(allowed))
@@ -214,7 +208,7 @@ class AgreementScorer(CheckerScorer, RewardScorer):
 
 class EntropyScorer(BaseScorer):
     def scored_cuts(self, traj, allowed):
-        ent = _as_list(traj.entropies)
+        ent = as_list(traj.entropies)
         if ent is None:
             return []
         allowed = allowed[: max(0, len(ent) - allowed.start)]
@@ -233,9 +227,9 @@ class FileScorer(BaseScorer):
 
     def scored_cuts(self, traj, allowed):
         out = self.score_func(
-            prompt_ids=_as_list(traj.prompt_ids), response_ids=_as_list(traj.response_ids), reward=traj.reward,
-            label=traj.label, success=traj.success, logprobs=_as_list(traj.logprobs), values=_as_list(traj.values),
-            entropies=_as_list(traj.entropies), verified_tokens=traj.verified_tokens,
+            prompt_ids=as_list(traj.prompt_ids), response_ids=as_list(traj.response_ids), reward=traj.reward,
+            label=traj.label, success=traj.success, logprobs=as_list(traj.logprobs), values=as_list(traj.values),
+            entropies=as_list(traj.entropies), verified_tokens=traj.verified_tokens,
             group_success_rate=traj.group_success_rate, prefix_len=traj.prefix_len, allowed_cuts=allowed)
         return [(int(c), float(s)) for c, s in (out or [])]
 

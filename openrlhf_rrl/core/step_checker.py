@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 
 from .errors import RRLConfigError
-from .scoring import _as_list, load_user_function
+from .scoring import load_user_function
+from .trajectory import as_list
 
 
 class FileStepChecker:
@@ -30,7 +31,7 @@ class FileStepChecker:
                                      "step_checker(prompt_ids, response_ids, label)")
 
     def __call__(self, prompt_ids, response_ids, label):
-        out = self.fn(_as_list(prompt_ids), _as_list(response_ids), label)
+        out = self.fn(as_list(prompt_ids), as_list(response_ids), label)
         if out is None or _is_count(out):
             return out
         if isinstance(out, tuple) and len(out) == 2 and (out[0] is None or _is_count(out[0])) and (
@@ -62,11 +63,11 @@ def verify_by_agreement(group) -> None:
     rollout is verified up to where it parts from the nearest successful rollout of the group (kept as its
     agreed_ids: cut control may move a head start along it), a success is verified whole. Filled in place;
     a group without a success is left unverified (nothing is known)."""
-    wins = [_as_list(t.response_ids)[: len(t.response_ids) - 1 if t.eos else None] for t in group if t.success]
+    wins = [as_list(t.response_ids)[: len(t.response_ids) - 1 if t.eos else None] for t in group if t.success]
     if not wins:
         return
     for t in group:
-        ids = _as_list(t.response_ids)
+        ids = as_list(t.response_ids)
         if t.success:
             t.verified_tokens = len(ids)
             continue
@@ -114,8 +115,8 @@ class RemoteStepChecker:
         n = len(response_ids)
         if n == 0:
             return []
-        body = json.dumps({"prompt_ids": [_as_list(p) for p in prompt_ids],
-                           "response_ids": [_as_list(r) for r in response_ids],
+        body = json.dumps({"prompt_ids": [as_list(p) for p in prompt_ids],
+                           "response_ids": [as_list(r) for r in response_ids],
                            "labels": list(labels)}, default=str).encode()
         return self._parse(self._post(body), n)
 

@@ -30,3 +30,10 @@ class Trajectory:
     @property
     def eos_pos(self) -> int | None:
         return len(self.response_ids) - 1 if self.eos and len(self.response_ids) > 0 else None
+
+
+def as_list(x):
+    """Token ids (a list, tuple, tensor or array) as a plain list; None stays None."""
+    if x is None:
+        return None
+    return x.tolist() if hasattr(x, "tolist") else list(x)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from openrlhf_rrl.core import buffer as buffer_module
+from openrlhf_rrl.core import buffer_file as buffer_module  # the file format: what a save writes
 from openrlhf_rrl.core.buffer import ReplayBuffer
 from openrlhf_rrl.core.errors import BufferFileError, RRLConfigError
 
@@ -234,7 +234,7 @@ def test_pinned_entries_are_never_retired_automatically(make_state):
     assert buf.record_restart(s.key, [0.0, 0.0, 0.0], 1) is None
     assert buf.record_restart(s.key, [1.0, 1.0], 2) is None
     assert buf.record_fresh(s.prompt_key, 1.0, 3) == 0
-    assert buf.retire_stale(1000, 1) == 0
+    assert buf.retire_untried(1000, 1) == 0
     assert s.key in buf
     assert buf.retire(s.key, "evicted")  # explicit retirement still works
 
@@ -251,24 +251,19 @@ def test_record_fresh_retires_a_solved_prompts_entries(make_state):
     assert buf.add(make_state("a", (0,)))  # prompt_solved is not remembered: it may become hard again
 
 
-def test_refresh_score_and_update_priority(make_state):
+def test_refresh_score(make_state):
     buf = ReplayBuffer()
     s = make_state(score=0.0)
     buf.add(s)
     assert buf.refresh_score(s.key, 2.0)
     assert buf._tree.get(buf._slot[s.key]) == pytest.approx(math.exp(2.0))
-    buf.get(s.key).score = 1.0
-    buf.update_priority(s.key)
-    assert buf._tree.get(buf._slot[s.key]) == pytest.approx(math.exp(1.0))
     assert not buf.refresh_score("missing", 1.0)
 
 
-def test_retire_stale_and_unknown_reason(make_state):
+def test_unknown_retire_reason(make_state):
     buf = ReplayBuffer()
-    old, new = make_state("a", (1,), last_seen=1), make_state("b", (1,), last_seen=9)
-    buf.add(old), buf.add(new)
-    assert buf.retire_stale(10, max_age=5) == 1
-    assert old.key not in buf and new.key in buf and buf.retired_counts["stale"] == 1
+    new = make_state("b", (1,), last_seen=9)
+    buf.add(new)
     with pytest.raises(ValueError, match="unknown retire reason"):
         buf.retire(new.key, "bored")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from openrlhf_rrl.core.cuts import (boundary_cuts, checker_cut, clip_cuts, every_k_cuts, grid_cuts, handicap_cut,
+from openrlhf_rrl.core.cuts import (boundary_cuts, clip_cuts, every_k_cuts, grid_cuts, handicap_cut,
                                     moved_cut, top_entropy_cuts, top_value_cuts)
 
 
@@ -29,9 +29,6 @@ def test_top_value_and_entropy_cuts_are_sorted_positions_of_the_largest():
     assert top_value_cuts([float("nan"), 0.2, float("inf"), 0.1], 3) == [1, 3]
 
 
-def test_checker_cut():
-    assert checker_cut(7) == [7]
-    assert checker_cut(0) == [] and checker_cut(None) == []
 
 
 def test_clip_cuts_drops_empty_and_full_prefixes():
