@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from openrlhf_rrl.runner.cli import _pool_run, job_configs, parse, run_job, warm_job
 from openrlhf_rrl.atomic import atomic_write_text
+from openrlhf_rrl.runner.cli import job_configs, parse, run_job, warm_job
+from openrlhf_rrl.runner.pool import run_in_pool
 from openrlhf_rrl.runner.report import read_runs, write_report
 
 # The default grids: the baseline over learning rate x exploration (temperature 2 on hard prompts,
@@ -117,8 +118,8 @@ def main(argv=None) -> int:
                                   if isinstance(v, (str, int, float, bool, list, type(None)))}
     t0 = time.perf_counter()
     seeds = sorted({j["seed"] for j in jobs})
-    _pool_run(warm_job, seeds, args_dict, args.workers, 0, "warm-up", True)
-    _pool_run(run_job, jobs, args_dict, args.workers, sum(j["cfg"].steps for j in jobs), "RL steps", True)
+    run_in_pool(warm_job, seeds, args_dict, args.workers, 0, "warm-up", True)
+    run_in_pool(run_job, jobs, args_dict, args.workers, sum(j["cfg"].steps for j in jobs), "RL steps", True)
     arms = read_runs(out)
     horizons = [int(h) for h in args.horizons.split(",") if h]
     sections = []

@@ -3,8 +3,9 @@
     .venv/bin/python scripts/gen_flag_docs.py           # rewrite docs/flags.md
     .venv/bin/python scripts/gen_flag_docs.py --check   # exit 1 if docs/flags.md is out of date
 
-The help text lives next to the flag (config._SPECS), so the doc cannot drift from the code; a test
-(tests/docs/test_docs.py) runs --check. Flags are grouped by the knob they turn (docs/tuning.md).
+Each flag (default, group, values, help) is its RRLConfig field in openrlhf_rrl/config.py, so the doc
+cannot drift from the code; a test (tests/docs/test_docs.py) runs --check. Flags are grouped by the
+knob they turn (docs/tuning.md), in the order config.FLAG_GROUPS gives.
 """
 
 from __future__ import annotations
@@ -17,34 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from openrlhf_rrl.config import _SPECS, RRLConfig, _default_text  # noqa: E402
+from openrlhf_rrl.config import FLAG_GROUPS, FLAG_SPECS, RRLConfig, default_text  # noqa: E402
 
 OUT = ROOT / "docs" / "flags.md"
 
-GROUPS = [
-    ("On, off and the replay share: when and how much", [
-        "enable", "replay_share", "share_schedule", "start_step", "warmup_steps", "total_steps", "share_min",
-        "share_max", "max_restarts_per_prompt", "restart_temperature", "logprob_temperature"]),
-    ("What counts as promising: which prefixes become candidates", [
-        "scorer", "step_checker", "hard_threshold", "success_threshold", "min_prefix_frac", "max_prefix_frac", "min_prefix_tokens",
-        "max_prefix_tokens", "cut_every", "boundary_tokens", "agree_probes"]),
-    ("Buffer policy: what is kept, replayed first, and retired", [
-        "buffer_capacity", "per_prompt_capacity", "admit_per_step", "temperature", "restart_decay", "policy",
-        "target_pass_rate", "cut_control", "retire_solved_rate", "retire_dead_after", "untried_ttl"]),
-    ("Watching it", ["idle_warn_steps"]),
-    ("Training and files", ["train_prefix", "loss_norm", "buffer_path", "buffer_call_timeout", "displaced_prompts", "seed"]),
-]
-
-
 def render() -> str:
-    names = [f.name for f in fields(RRLConfig)]
-    grouped = [n for _, members in GROUPS for n in members]
-    missing = [n for n in names if n not in grouped]
-    unknown = [n for n in grouped if n not in names]
-    if unknown:
-        raise SystemExit(f"scripts/gen_flag_docs.py: GROUPS names flags that no longer exist: {', '.join(unknown)}")
-    groups = GROUPS + ([("Other", missing)] if missing else [])
+    groups = [(title, [f.name for f in fields(RRLConfig) if f.metadata["group"] == title]) for title in FLAG_GROUPS]
     defaults = {f.name: f.default for f in fields(RRLConfig)}
+    runner_defaults = {f.name: f.metadata["runner_default"] for f in fields(RRLConfig) if "runner_default" in f.metadata}
     out = [
         "# RRL flags",
         "",
@@ -62,10 +43,12 @@ def render() -> str:
         out += [f"## {title}", "", "| flag | default | values | what it does, and when to change it |",
                 "|---|---|---|---|"]
         for name in members:
-            spec = _SPECS[name]
-            default = "off" if spec.kind == "flag" else _default_text(defaults[name])
+            spec = FLAG_SPECS[name]
+            default = "`off`" if spec.kind == "flag" else f"`{default_text(defaults[name])}`"
+            if name in runner_defaults:
+                default += f" (runner: `{default_text(runner_defaults[name])}`)"
             text = spec.help.replace("|", "\\|")
-            out.append(f"| `--rrl_{name}` | `{default}` | {spec.expected} | {text} |")
+            out.append(f"| `--rrl_{name}` | {default} | {spec.expected} | {text} |")
         out.append("")
     return "\n".join(out)
 

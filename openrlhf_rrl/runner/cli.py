@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from openrlhf_rrl.atomic import atomic_write_text
 from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, resolve_scorer
 from openrlhf_rrl.core.errors import RRLConfigError
+from openrlhf_rrl.runner.pool import run_in_pool
 
 # --quick: the shortest run whose curves part on both seeds (60 steps did not: RRL was behind on both);
 # about 2 minutes on 2 cores with the warm-ups cached (docs/measurements/README.md)
@@ -102,12 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval.steps", dest="eval_every", type=int, default=None, help="eval every N steps")
     g.add_argument("--ckpt.save_steps", dest="ckpt_every", type=int, default=50, help="checkpoint every N steps (resume)")
     g.add_argument("--train.seed", dest="seed0", type=int, default=0, help="first seed")
-    add_rrl_arguments(p)
+    add_rrl_arguments(p, runner=True)
     # The demo picks the scorer unless --rrl_scorer is given (config.resolve_scorer): the chain task has a
     # step checker (longest verified-correct prefix), PPO has a critic, else agreement with a success.
-    # Restart groups are sampled hotter by default: restarts from one prefix otherwise fail or pass
-    # as a block (no gradient within the group); measured in docs/measurements/.
-    p.set_defaults(rrl_scorer=None, rrl_restart_temperature=2.0)
+    p.set_defaults(rrl_scorer=None)
     return p
 
 
@@ -212,54 +210,6 @@ def warm_job(seed: int, args_dict: dict, queue=None) -> dict:
     return warm_model(seed, args_dict, progress)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: the worker is killed when the process that runs the pool dies (Linux's
-    PR_SET_PDEATHSIG), so a killed rrl-demo or grid leaves no orphan job writing into --out beside
-    the next run's (seen: a killed grid's workers went on for minutes)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: nothing to ask for
-        return
-    if os.getppid() != parent_pid:  # the parent died before the request was made
-        os._exit(1)
-
-
-def _pool_run(fn, items, args_dict: dict, workers: int, total: int, desc: str, show: bool):
-    """Run fn(item, args_dict, queue) in worker processes, with one tqdm bar fed by the queue."""
-    from tqdm import tqdm
-
-    from multiprocessing.managers import SyncManager
-
-    ctx = mp.get_context("spawn")
-    manager = SyncManager(ctx=ctx)  # the progress queue's server, as ctx.Manager() but dying with us too
-    manager.start(_die_with_parent, (os.getpid(),))
-    with manager:
-        queue = manager.Queue()
-        with ctx.Pool(processes=max(1, min(workers, len(items))), initializer=_die_with_parent,
-                      initargs=(os.getpid(),)) as pool:
-            pending = [pool.apply_async(fn, (item, args_dict, queue)) for item in items]
-            bar = tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True)
-            seen: dict = {}
-            while not all(p.ready() for p in pending) or not queue.empty():
-                try:
-                    msg = queue.get(timeout=0.2)
-                except Exception:
-                    continue
-                if msg[0] == "step":
-                    _, name, step = msg
-                    bar.update(step - seen.get(name, 0))
-                    seen[name] = step
-                    bar.set_postfix_str(name)
-                else:
-                    _, seed, step, score = msg
-                    bar.set_postfix_str(f"seed {seed}: step {step}, greedy {score:.2f}")
-            bar.close()
-            return [p.get() for p in pending]
-
-
 def main(argv=None) -> int:
     try:
         args, rrl = parse(argv)
@@ -276,11 +226,11 @@ def main(argv=None) -> int:
     show = not args.no_progress
     t0 = time.perf_counter()
     seeds = sorted({j["seed"] for j in jobs})
-    warm = _pool_run(warm_job, seeds, args_dict, args.workers, 0, "warm-up", show)
+    warm = run_in_pool(warm_job, seeds, args_dict, args.workers, 0, "warm-up", show)
     for seed, report in zip(seeds, warm):
         print(f"[warm-up] seed {seed}: {report}")
     total = sum(j["cfg"].steps for j in jobs)
-    results = _pool_run(run_job, jobs, args_dict, args.workers, total, "RL steps", show)
+    results = run_in_pool(run_job, jobs, args_dict, args.workers, total, "RL steps", show)
     from openrlhf_rrl.runner.report import write_report
 
     key = "eval/heldout" if args.task == "user" else "eval/hard"

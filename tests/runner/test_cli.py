@@ -92,9 +92,9 @@ def test_killing_the_runner_kills_its_worker_jobs(tmp_path):
     import psutil
 
     script = tmp_path / "pool.py"
-    script.write_text("import time\nfrom openrlhf_rrl.runner.cli import _pool_run\n\n"
+    script.write_text("import time\nfrom openrlhf_rrl.runner.pool import run_in_pool\n\n"
                       "def nap(item, args, queue):\n    time.sleep(120)\n\n"
-                      "if __name__ == '__main__':\n    _pool_run(nap, [1, 2], {}, 2, 0, 'nap', False)\n")
+                      "if __name__ == '__main__':\n    run_in_pool(nap, [1, 2], {}, 2, 0, 'nap', False)\n")
     proc = subprocess.Popen([sys.executable, str(script)])
     try:
         parent = psutil.Process(proc.pid)
