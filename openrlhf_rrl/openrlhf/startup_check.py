@@ -3,8 +3,6 @@ stop the launcher before anything starts, with one line naming the flag to chang
 
 from __future__ import annotations
 
-import importlib.metadata
-
 from ..config import RRLConfig, resolve_scorer
 from ..core.errors import RRLConfigError
 from ..core.planner import restart_slots
@@ -19,17 +17,15 @@ def has_critic(args) -> bool:
     return args.algo.advantage.estimator == "gae"
 
 
-def check_openrlhf_version() -> str:
-    from .. import SUPPORTED_OPENRLHF_VERSIONS
+def check_openrlhf_version() -> None:
+    from .. import SUPPORTED_OPENRLHF_VERSIONS, unsupported_openrlhf
 
-    try:
-        version = importlib.metadata.version("openrlhf")
-    except importlib.metadata.PackageNotFoundError:
-        raise RRLConfigError("--rrl_enable: OpenRLHF is not installed (pip install openrlhf==0.11.2)") from None
-    if version not in SUPPORTED_OPENRLHF_VERSIONS:
-        raise RRLConfigError(f"--rrl_enable: OpenRLHF {version} is installed; openrlhf-rrl supports "
+    problem = unsupported_openrlhf()
+    if problem == "not installed":
+        raise RRLConfigError("--rrl_enable: OpenRLHF is not installed (pip install openrlhf==0.11.2)")
+    if problem is not None:
+        raise RRLConfigError(f"--rrl_enable: OpenRLHF {problem}; openrlhf-rrl supports "
                              f"{', '.join(SUPPORTED_OPENRLHF_VERSIONS)}")
-    return version
 
 
 def dispatch_size(args) -> int:
