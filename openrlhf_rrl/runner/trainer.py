@@ -13,7 +13,6 @@ resumed from its last checkpoint produces the same curve as an uninterrupted one
 from __future__ import annotations
 
 import copy
-import json
 import os
 import random
 import time
@@ -31,6 +30,7 @@ from openrlhf_rrl.core.replay import RetrospectiveReplay
 from openrlhf_rrl.core.step_checker import load_step_checker, verified_share
 from openrlhf_rrl.core.trajectory import Trajectory
 from openrlhf_rrl.runner import openrlhf_math as orl
+from openrlhf_rrl.runner.run_state import RunState, jsonable, truncate_metrics, write_row
 from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
 from openrlhf_rrl.runner.tasks import PromptItem
 
@@ -65,36 +65,6 @@ class TrainConfig:
     ckpt_every: int = 0
     seed: int = 0
     rrl: RRLConfig = field(default_factory=RRLConfig)
-
-
-class RunState:
-    """Everything that changes during a run and must survive a restart of the process."""
-
-    def __init__(self, seed: int, device: torch.device | str = "cpu"):
-        self.step = 0
-        self.sample_gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 17)
-        self.tokens_generated = 0
-        self.train_time_s = 0.0
-        self.rrl_time_s = 0.0
-        self.wall_s = 0.0  # the whole run's, evals included, summed over resumed segments
-
-    def state_dict(self) -> dict:
-        return {
-            "step": self.step,
-            "sample_gen": self.sample_gen.get_state(),
-            "tokens_generated": self.tokens_generated,
-            "train_time_s": self.train_time_s,
-            "rrl_time_s": self.rrl_time_s,
-            "wall_s": self.wall_s,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = state["step"]
-        self.sample_gen.set_state(state["sample_gen"])
-        self.tokens_generated = state["tokens_generated"]
-        self.train_time_s = state["train_time_s"]
-        self.rrl_time_s = state["rrl_time_s"]
-        self.wall_s = state.get("wall_s", 0.0)  # absent from checkpoints of older versions
 
 
 class Trainer:
@@ -403,21 +373,21 @@ class Trainer:
         if resumed and self.engine is not None:
             self.engine.sync(self.policy)
         if resumed:
-            _truncate_metrics(self.out_path, self.state.step)
+            truncate_metrics(self.out_path, self.state.step)
         elif self.out_path.exists():
             self.out_path.unlink()
         mark = time.perf_counter()
         with open(self.out_path, "a", encoding="utf-8") as log:
             if self.state.step == 0:
-                _write(log, self.evaluate(0))
+                write_row(log, self.evaluate(0))
             done = 0
             while self.state.step < cfg.steps:
                 step = self.state.step + 1
                 row = self.train_step(step)
                 self.state.step = step
-                _write(log, row)
+                write_row(log, row)
                 if step % cfg.eval_every == 0 or step == cfg.steps:
-                    _write(log, self.evaluate(step))
+                    write_row(log, self.evaluate(step))
                 now = time.perf_counter()
                 self.state.wall_s += now - mark
                 mark = now
@@ -434,9 +404,9 @@ class Trainer:
                 "tokens_generated": self.state.tokens_generated,
                 "step_time_s": self.state.train_time_s / max(1, self.state.step),
                 "rrl_overhead_pct": 100.0 * self.state.rrl_time_s / max(1e-9, self.state.train_time_s),
-                "config": _jsonable(asdict(cfg)),
+                "config": jsonable(asdict(cfg)),
             }
-            _write(log, summary)
+            write_row(log, summary)
         return summary
 
 
@@ -454,27 +424,3 @@ def loss_denominator(mask: torch.Tensor, prefix_ids: list[list[int]], mode: str,
     if mode != "response":
         raise ValueError(f"--rrl_loss_norm: expected response or trained, got {mode!r}")
     return max(trained + sum(len(p) for p in prefix_ids), 1.0)
-
-
-def _write(fh, row: dict) -> None:
-    fh.write(json.dumps(row) + "\n")
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows a killed run wrote after its last checkpoint, so the resumed file has no gaps or repeats."""
-    if not path.exists():
-        return
-    keep = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a half-written last line of a killed run
-            if row.get("kind") != "summary" and row.get("step", 0) <= step:
-                keep.append(line if line.endswith("\n") else line + "\n")
-    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(keep), encoding="utf-8"))

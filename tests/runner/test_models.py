@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from openrlhf_rrl.runner import models
-from openrlhf_rrl.runner.models import ValueModel, tiny_qwen2, tiny_qwen2_critic, value_model_from_policy
+from openrlhf_rrl.runner.models import ValueModel, tiny_qwen2, value_model_from_policy
 from openrlhf_rrl.runner.sampling import build_training_batch
 from openrlhf_rrl.runner.tasks import ChainTask
 
@@ -45,7 +45,7 @@ def test_seed_reproduces_and_leaves_global_rng_alone(tok):
 
 
 def test_critic_gives_one_value_per_token_and_trains(tok):
-    critic = tiny_qwen2_critic(tok)
+    critic = value_model_from_policy(tiny_qwen2(tok, seed=0))
     batch = build_training_batch([[4, 9, 24], [5, 24]], [[5, 1], [6, 7, 1]], pad_id=0)
     values = critic(batch.input_ids, batch.attention_mask, batch.position_ids)
     assert values.shape == batch.input_ids.shape
