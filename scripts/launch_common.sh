@@ -50,6 +50,27 @@ ZERO3_ARGS=(
    --ds.packing_samples
 )
 
+# Checkpoints and logs under $1, as every launch script keeps them: the RRL buffer is saved with each
+# checkpoint, a restarted run resumes from the last one, TensorBoard logs every step. $2: steps
+# between checkpoints; $3: checkpoints kept. Sets CKPT_ARGS and LOG_ARGS.
+checkpoints_and_logs() {
+   local dir=$1 every=$2 keep=$3
+   # shellcheck disable=SC2034  # read by the scripts that source this file
+   CKPT_ARGS=(
+      --ckpt.output_dir "$dir"
+      --ckpt.path "$dir/ckpt"
+      --ckpt.save_steps "$every"
+      --ckpt.max_num "$keep"
+      --ckpt.save_hf
+      --ckpt.load_enable
+   )
+   # shellcheck disable=SC2034
+   LOG_ARGS=(
+      --logger.logging_steps 1
+      --logger.tensorboard_dir "$dir/runs"
+   )
+}
+
 # QUOTED=the word, quoted for the shell only when it needs it.
 quote_word() {
    local safe='^[A-Za-z0-9_./:=,+@%-]+$'

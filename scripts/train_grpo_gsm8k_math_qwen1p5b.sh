@@ -143,20 +143,8 @@ if (( RRL )); then
    )
 fi
 
-CKPT_ARGS=(
-   --ckpt.output_dir "$SAVE_PATH"
-   --ckpt.path "$SAVE_PATH/ckpt"        # with RRL the buffer is saved with every checkpoint here
-   --ckpt.save_steps 20
-   --ckpt.max_num 2
-   --ckpt.save_hf
-   --ckpt.load_enable                   # a restarted run resumes from its last checkpoint
-)
-
-LOG_ARGS=(
-   --logger.logging_steps 1
-   # eval/eval_<datasource>_pass1, train/timing/step_total and train/rrl/* are read from here
-   --logger.tensorboard_dir "$SAVE_PATH/runs"
-)
+# eval/eval_<datasource>_pass1, train/timing/step_total and train/rrl/* are read from $SAVE_PATH/runs
+checkpoints_and_logs "$SAVE_PATH" 20 2   # launch_common.sh: CKPT_ARGS, LOG_ARGS
 
 run_launcher \
    "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray \

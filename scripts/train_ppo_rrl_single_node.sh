@@ -99,20 +99,8 @@ RRL_ARGS=(
    --rrl_buffer_path "$SAVE_PATH/rrl_buffer.jsonl"  # resume it, review it with rrl-inspect
 )
 
-CKPT_ARGS=(
-   --ckpt.output_dir "$SAVE_PATH"
-   --ckpt.path "$SAVE_PATH/ckpt"        # the RRL buffer is saved with every checkpoint here
-   --ckpt.save_steps 20
-   --ckpt.max_num 3
-   --ckpt.save_hf
-   --ckpt.load_enable
-)
-
-LOG_ARGS=(
-   --logger.logging_steps 1
-   --logger.tensorboard_dir "$SAVE_PATH/runs"
-   --eval.steps -1
-)
+checkpoints_and_logs "$SAVE_PATH" 20 3   # launch_common.sh: CKPT_ARGS, LOG_ARGS
+LOG_ARGS+=(--eval.steps -1)
 
 run_launcher \
    "$PYTHON" -m openrlhf_rrl.cli.train_ppo_ray \
