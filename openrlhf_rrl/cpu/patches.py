@@ -124,6 +124,13 @@ def _vllm_worker_cpu_reload(module) -> None:
     module.WorkerWrap.update_weight = _update_weight_on_cpu
 
 
+# ------------------------------------------------------------------ model groups' master ports
+def _master_port_outside_ephemeral_range(module) -> None:
+    from .ports import free_master_port
+
+    module.BaseDistributedActor._get_free_port = staticmethod(free_master_port)
+
+
 # ------------------------------------------------------------------ the registry
 PATCHES: tuple[Patch, ...] = (
     Patch("torch_cuda_noops", ("torch",),
@@ -138,6 +145,10 @@ PATCHES: tuple[Patch, ...] = (
           "openrlhf/utils/distributed_util.py:stateless_init_process_group", "0f4de7e6719a9922",
           "it builds a PyNccl communicator, which does nothing on a CPU (silently unsynced vLLM weights).",
           _weight_sync_over_tcpstore),
+    Patch("master_port_outside_ephemeral_range", ("openrlhf.trainer.ray.launcher",),
+          "openrlhf/trainer/ray/launcher.py:BaseDistributedActor._get_free_port", "faf63a76ff041722",
+          "it takes an ephemeral port (bind to 0) that torch binds seconds later; another socket can take it "
+          "meanwhile (EADDRINUSE in init_process_group): cpu/ports.py.", _master_port_outside_ephemeral_range),
     Patch("vllm_worker_cpu_reload", ("openrlhf.trainer.ray.vllm_worker_wrap",),
           "openrlhf/trainer/ray/vllm_worker_wrap.py:WorkerWrap.update_weight", "11ab5bd0006d9e7e",
           "it allocates on device='cuda' and loads one tensor at a time, which vLLM-CPU refuses; tied lm_head.",
