@@ -4,7 +4,7 @@
 # rate x exploration and each replay policy, 5 seeds, every arm on the same warm models, prompt stream
 # and sampled sequences per step (benchmarks/grid.py's default grids). Each task writes results.md
 # (a table per horizon against the best baseline) and curves.png under OUT/<task>/.
-# About 3.5 hours (chain: 24 arms) + 1.5 hours (arithmetic) on 2 CPU cores, warm-ups included; on a GPU machine
+# About 3.7 hours (chain: 25 arms) + 1.5 hours (arithmetic) on 2 CPU cores, warm-ups included; on a GPU machine
 # add: --device cuda --workers 15.
 # Usage: bash benchmarks/fair_grid.sh [OUT] [extra grid.py flags]
 set -euo pipefail

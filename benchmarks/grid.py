@@ -63,6 +63,8 @@ _PPO = [
 # default (run): which of the two becomes the default
 _TEMPERED = [
     "rrl-tempered=--arms rrl --rrl_logprob_temperature sampled",
+    # the outcome-only setting that measured best on both tasks (docs/measurements/)
+    "rrl-agree-hot2-tempered=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_logprob_temperature sampled",
     "baseline-hot2-lr1e-3-tempered=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
     "--rrl_logprob_temperature sampled",
 ]

@@ -42,7 +42,8 @@ def test_the_chain_grid_gives_the_checker_to_tuned_baselines_and_runs_outcome_on
     assert len({("learning_rate" in a, "hard_temperature" in a) for a in ppo_baselines}) >= 3
     # log-probs at the sampling temperature, for replay and for the tuned hot baseline alike
     tempered = [a for a in grid.DEFAULT_GRIDS["chain"][2] if "--rrl_logprob_temperature sampled" in a]
-    assert {a.split("=", 1)[0] for a in tempered} == {"rrl-tempered", "baseline-hot2-lr1e-3-tempered"}
+    assert {a.split("=", 1)[0] for a in tempered} == {"rrl-tempered", "rrl-agree-hot2-tempered",
+                                                      "baseline-hot2-lr1e-3-tempered"}
     assert all("--rollout.hard_temperature 2" in a for a in tempered if a.startswith("baseline"))
 
 
