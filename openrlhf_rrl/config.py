@@ -2,9 +2,10 @@
 
 Each flag is defined in one place, its RRLConfig field: default, docs group, parsing and checks
 (flag_spec.py) and help text; the parsers (add_rrl_arguments), the checks (validate) and docs/flags.md
-(scripts/gen_flag_docs.py) are derived from the fields. Each field is a flag --rrl_<name> with a dotted alias --rrl.<name>, both with dest rrl_<name>
-(the embedded runner) or, with dotted_dest=True, dest "rrl.<name>" (the OpenRLHF launcher: OpenRLHF's
-hierarchize() turns that into args.rrl.<name>, which reaches every Ray actor).
+(scripts/gen_flag_docs.py) are derived from the fields. Each field is a flag --rrl_<name> with a
+dotted alias --rrl.<name>, both with dest rrl_<name> (the embedded runner) or, with dotted_dest=True,
+dest "rrl.<name>" (the OpenRLHF launcher: OpenRLHF's hierarchize() turns that into args.rrl.<name>,
+which reaches every Ray actor).
 argparse keeps flag values as strings; from_args/from_dict parse and check them, so every bad value
 gives the same one-line RRLConfigError naming the flag, whichever front end read it.
 """

@@ -1,6 +1,6 @@
 """How one RRL flag's value is parsed and checked, whichever front end read it (config.py's `flag`).
 
-argparse keeps flag values as strings; a _Spec turns a string (or a value from a dict or a buffer
+argparse keeps flag values as strings; a FlagSpec turns a string (or a value from a dict or a buffer
 file) into the typed value, or raises the one-line RRLConfigError naming the flag.
 """
 

@@ -6,9 +6,9 @@ signal, say), the client marks itself dead and fails the requests it is generati
 already sent, or sent in the moment before the client noticed, keeps a future nobody resolves. In
 OpenRLHF that call is the weight sync's update_weight: the policy actor waits on it, the trainer on the
 policy actor, and the whole run hangs without a word. Seen as an intermittent stuck end-to-end run (the
-worker killed on purpose after step 1, just as the sync began). Here the pending call is watched, and
-when the engine is reported dead it is cancelled and EngineDeadError raised, so the run fails and says
-why.
+worker killed on purpose after step 1; the run then went silent until the harness stopped it). Here the
+pending call is watched, and when the engine is reported dead it is cancelled and EngineDeadError
+raised, so the run fails and says why.
 """
 
 from __future__ import annotations
