@@ -18,7 +18,7 @@ from typing import Any
 
 from .core.errors import RRLConfigError
 from .core.policies import POLICY_NAMES
-from .core.schedules import SCHEDULE_KINDS
+from .core.schedules import SCHEDULE_KINDS, check_cosine_span
 from .core.scoring import SCORER_NAMES
 from .flag_spec import FlagSpec
 
@@ -332,10 +332,8 @@ class RRLConfig:
         if self.min_prefix_frac > self.max_prefix_frac:
             raise RRLConfigError(f"--rrl_min_prefix_frac: expected <= --rrl_max_prefix_frac ({self.max_prefix_frac}), "
                                  f"got {self.min_prefix_frac}")
-        if self.share_schedule == "cosine" and self.replay_share != "auto" and (
-                self.total_steps is None or self.total_steps <= self.start_step + self.warmup_steps):
-            raise RRLConfigError(f"--rrl_total_steps: the cosine schedule needs total_steps > start_step + warmup_steps "
-                                 f"({self.start_step + self.warmup_steps}), got {self.total_steps!r}")
+        if self.share_schedule == "cosine" and self.replay_share != "auto":
+            check_cosine_span(self.total_steps, self.start_step, self.warmup_steps)
         return self
 
     def to_dict(self) -> dict:

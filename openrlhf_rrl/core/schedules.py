@@ -21,6 +21,13 @@ def _check_share(share, flag="--rrl_replay_share"):
         raise RRLConfigError(f"{flag}: expected a number in [0, 1] or 'auto', got {share!r}")
 
 
+def check_cosine_span(total_steps: int | None, start_step: int, warmup_steps: int) -> None:
+    """The cosine schedule decays over the steps after the warm-up, so it needs the run's length."""
+    if total_steps is None or total_steps <= start_step + warmup_steps:
+        raise RRLConfigError(f"--rrl_total_steps: the cosine schedule needs total_steps > start_step + "
+                             f"warmup_steps ({start_step + warmup_steps}), got {total_steps!r}")
+
+
 class ShareSchedule:
     def __init__(self, kind: str = "constant", share: float = 0.25, start_step: int = 0,
                  warmup_steps: int = 0, total_steps: int | None = None):
@@ -31,9 +38,8 @@ class ShareSchedule:
             raise RRLConfigError(f"--rrl_start_step: expected an integer >= 0, got {start_step!r}")
         if warmup_steps < 0:
             raise RRLConfigError(f"--rrl_warmup_steps: expected an integer >= 0, got {warmup_steps!r}")
-        if kind == "cosine" and (total_steps is None or total_steps <= start_step + warmup_steps):
-            raise RRLConfigError(f"--rrl_total_steps: the cosine schedule needs total_steps > start_step + "
-                                 f"warmup_steps ({start_step + warmup_steps}), got {total_steps!r}")
+        if kind == "cosine":
+            check_cosine_span(total_steps, start_step, warmup_steps)
         self.kind, self.share = kind, float(share)
         self.start_step, self.warmup_steps, self.total_steps = start_step, warmup_steps, total_steps
 

@@ -69,7 +69,7 @@ def tiny_llama(tokenizer, hidden: int = 64, layers: int = 2, heads: int = 2, see
 def write_tiny_assets(out_dir: str, n_prompts: int = 64, max_chain: int = 3, seed: int = 0) -> dict:
     """Write model/, prompts.jsonl and reward_func.py under out_dir; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    from ..runner.tasks import ChainTask
+    from ..tasks import ChainTask
 
     task = ChainTask(modulus=5, max_length=max_chain, hard_min_length=max_chain, new_op_from_step=max_chain)
     model_dir = os.path.join(out_dir, "model")

@@ -13,7 +13,7 @@ import torch
 
 from openrlhf_rrl.runner.models import load_smollm2, tiny_qwen2, value_model_from_policy
 from openrlhf_rrl.runner.sampling import greedy_eval
-from openrlhf_rrl.runner.tasks import ArithmeticTask, ChainTask
+from openrlhf_rrl.tasks import ArithmeticTask, ChainTask
 from openrlhf_rrl.runner.warmup import warm_up
 
 # Greedy success the warm model must reach on the held-out base-skill sets before RL starts.

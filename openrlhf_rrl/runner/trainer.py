@@ -32,7 +32,7 @@ from openrlhf_rrl.core.trajectory import Trajectory
 from openrlhf_rrl.runner import openrlhf_math as orl
 from openrlhf_rrl.runner.run_state import RunState, jsonable, truncate_metrics, write_row
 from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
-from openrlhf_rrl.runner.tasks import PromptItem
+from openrlhf_rrl.tasks import PromptItem
 
 
 @dataclass

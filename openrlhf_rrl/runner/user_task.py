@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from openrlhf_rrl.core.errors import RRLConfigError
-from openrlhf_rrl.runner.tasks import PromptItem, _TextTask
-from openrlhf_rrl.runner.tokenizer import build_word_tokenizer
+from openrlhf_rrl.tasks import PromptItem, TextTask
+from openrlhf_rrl.tasks.tokenizer import build_word_tokenizer
 
 _WORDS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 
@@ -76,7 +76,7 @@ def _as_reward_dict(out, n: int) -> dict:
     return {"rewards": rewards}
 
 
-class UserTask(_TextTask):
+class UserTask(TextTask):
     """Prompts and labels from JSONL, rewards from the user's file; the eval split is --eval_data,
     or a fixed hashed share of --prompt_data held out from training."""
 

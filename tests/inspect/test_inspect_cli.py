@@ -40,7 +40,7 @@ def make_trainer(task, root, steps):
 
 @pytest.fixture(scope="module")
 def task():
-    from openrlhf_rrl.runner.tasks import ChainTask
+    from openrlhf_rrl.tasks import ChainTask
 
     return ChainTask()
 

@@ -12,7 +12,7 @@ import torch
 
 from openrlhf_rrl.runner.models import tiny_qwen2
 from openrlhf_rrl.runner.sampling import build_training_batch, sequence_logprobs
-from openrlhf_rrl.runner.tasks import ChainTask
+from openrlhf_rrl.tasks import ChainTask
 
 
 def supervised_steps(model, task, steps, batch_size=128, lr=3e-3, seed=0):

@@ -9,7 +9,7 @@ import torch
 from openrlhf_rrl.runner import models
 from openrlhf_rrl.runner.models import ValueModel, tiny_qwen2, value_model_from_policy
 from openrlhf_rrl.runner.sampling import build_training_batch
-from openrlhf_rrl.runner.tasks import ChainTask
+from openrlhf_rrl.tasks import ChainTask
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ def test_supervised_batch_without_prefixes(chain_task):
 @pytest.mark.slow
 def test_sampler_on_smollm2(smollm2):
     """The same loop on a real Llama-architecture model with a 49k vocabulary and its chat template."""
-    from openrlhf_rrl.runner.tasks import ArithmeticTask
+    from openrlhf_rrl.tasks import ArithmeticTask
 
     model, tok = smollm2
     task = ArithmeticTask(tokenizer=tok)

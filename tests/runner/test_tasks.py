@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from openrlhf_rrl.runner.tasks import ArithmeticTask, ChainTask, arithmetic_reward_func, chain_reward_func
+from openrlhf_rrl.tasks import ArithmeticTask, ChainTask, arithmetic_reward_func, chain_reward_func
 
 EOS = "<eos>"
 

