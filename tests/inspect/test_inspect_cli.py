@@ -16,7 +16,9 @@ import torch
 from openrlhf_rrl.config import RRLConfig
 from openrlhf_rrl.core.buffer import ReplayBuffer
 from openrlhf_rrl.core.state import RetainedState
-from openrlhf_rrl.inspect_cli import load_view, main, render_html, select_rows
+from openrlhf_rrl.inspect_cli import main
+from openrlhf_rrl.inspect_html import render_html
+from openrlhf_rrl.inspect_view import load_view, select_rows
 
 CHROMIUM = "/usr/bin/chromium"
 
