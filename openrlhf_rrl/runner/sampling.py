@@ -120,28 +120,46 @@ def sample(model, prompt_ids: list[list[int]], prefix_ids: list[list[int]], max_
     contexts = [list(p) + q for p, q in zip(prompt_ids, prefixes)]
     input_ids, attention_mask = left_pad(contexts, pad_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    temp = torch.tensor(temps, dtype=torch.float32, device=device)
-    greedy = temp <= 0
-    all_greedy = bool(greedy.all())  # then no random numbers are drawn at all
-    safe_temp = torch.where(greedy, torch.ones_like(temp), temp)[:, None]
+    draw = _TokenDraw(torch.tensor(temps, dtype=torch.float32, device=device), generator)
     budget = torch.tensor(budgets, dtype=torch.long, device=device)
-    steps = max(budgets, default=0)
 
     cols = {k: [] for k in ("tokens", "valid", "sampling_logprobs", "logprobs", "entropy")}
     done = budget <= 0
     emitted_eos = torch.zeros(n, dtype=torch.bool, device=device)
     past = None
     step_ids, step_pos = input_ids, position_ids_from_mask(attention_mask)
-    for step in range(steps):
+    for step in range(max(budgets, default=0)):
         out = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_pos,
                     past_key_values=past, use_cache=True, logits_to_keep=1)
         past = out.past_key_values
-        logits = out.logits[:, -1, :].float()
+        token = draw.next_tokens(out.logits[:, -1, :].float(), done, pad_id, cols)
+        emitted_eos = emitted_eos | (~done & torch.isin(token, eos.to(device)))
+        done = done | emitted_eos | (budget <= step + 1)
+        if bool(done.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=-1)
+        step_ids = token[:, None]
+        step_pos = attention_mask.sum(-1, keepdim=True) - 1
+    return _as_rollout(cols, emitted_eos, prompt_ids, prefixes, temps)
+
+
+class _TokenDraw:
+    """One decoding step's choice per row: greedy where the temperature is 0, else a draw at the row's
+    temperature; it records the token, its log-probs (sampling and temperature 1) and the entropy."""
+
+    def __init__(self, temp: torch.Tensor, generator: torch.Generator | None):
+        self.greedy = temp <= 0
+        self.all_greedy = bool(self.greedy.all())  # then no random numbers are drawn at all
+        self.safe_temp = torch.where(self.greedy, torch.ones_like(temp), temp)[:, None]
+        self.generator = generator
+
+    def next_tokens(self, logits: torch.Tensor, done: torch.Tensor, pad_id: int, cols: dict) -> torch.Tensor:
+        greedy = self.greedy
         logp = torch.log_softmax(logits, dim=-1)
-        logp_sampling = torch.log_softmax(logits / safe_temp, dim=-1)
+        logp_sampling = torch.log_softmax(logits / self.safe_temp, dim=-1)
         token = logits.argmax(-1)
-        if not all_greedy:
-            drawn = torch.multinomial(logp_sampling.exp(), 1, generator=generator).squeeze(-1)
+        if not self.all_greedy:
+            drawn = torch.multinomial(logp_sampling.exp(), 1, generator=self.generator).squeeze(-1)
             token = torch.where(greedy, token, drawn)
         token = torch.where(done, torch.full_like(token, pad_id), token)
 
@@ -151,15 +169,12 @@ def sample(model, prompt_ids: list[list[int]], prefix_ids: list[list[int]], max_
         chosen_sampling = logp_sampling.gather(-1, token[:, None]).squeeze(-1)
         cols["sampling_logprobs"].append(torch.where(greedy, torch.zeros_like(chosen_sampling), chosen_sampling))
         cols["entropy"].append(-(logp.exp() * logp).sum(-1))
+        return token
 
-        emitted_eos = emitted_eos | (~done & torch.isin(token, eos.to(device)))
-        done = done | emitted_eos | (budget <= step + 1)
-        if bool(done.all()):
-            break
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=-1)
-        step_ids = token[:, None]
-        step_pos = attention_mask.sum(-1, keepdim=True) - 1
 
+def _as_rollout(cols: dict, emitted_eos: torch.Tensor, prompt_ids, prefixes, temps) -> Rollout:
+    """The decoding loop's per-step columns as a Rollout, zero where a row had ended."""
+    n = len(prompt_ids)
     if not cols["tokens"]:
         empty = torch.zeros((n, 0))
         return Rollout(empty.long(), empty.bool(), empty, empty, empty, torch.zeros(n, dtype=torch.bool),
