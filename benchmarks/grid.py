@@ -40,7 +40,8 @@ _POLICIES = [
 _PROCESS_REWARD = [f"pr-baseline-w{w}=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
                    f"--reward.process_weight {w}" for w in ("0.25", "0.5", "1")]
 # Replay with the outcome reward alone (no checker, no critic): agree (the default without a checker or critic),
-# also with the baseline's best exploration (hard prompts sampled at T=2) and a larger share, and the blind cutters
+# also with the baseline's best exploration (hard prompts sampled at T=2: the setting that measured best on both
+# tasks, with the default --rrl_logprob_temperature auto) and a larger share, and the blind cutters
 _OUTCOME_ONLY = [
     "rrl-agree=--arms rrl --rrl_scorer agree",
     "rrl-agree-hot2=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2",
@@ -58,13 +59,12 @@ _PPO = [
     "ppo-rrl-critic=--arms rrl --algo.advantage.estimator gae --rrl_scorer critic",
     "ppo-rrl-critic-hot2=--arms rrl --algo.advantage.estimator gae --rrl_scorer critic --rollout.hard_temperature 2",
 ]
-# Hot rows (restarts at T=2, the baselines' hard prompts at T=2) with their log-probs at the temperature they
-# were sampled at (--rrl_logprob_temperature sampled), replay and the best baseline alike, against the
-# default (run): which of the two becomes the default
+# Hot rows (restarts at T=2, the baselines' hard prompts at T=2) and the temperature their log-probs are taken
+# at: replay's default (--rrl_logprob_temperature auto) takes them at the temperature they were sampled at
+# (sampled); these arms take them at the run's (run), and give the best baseline sampled, so each side has both
 _TEMPERED = [
-    "rrl-tempered=--arms rrl --rrl_logprob_temperature sampled",
-    # the outcome-only setting that measured best on both tasks (docs/measurements/)
-    "rrl-agree-hot2-tempered=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_logprob_temperature sampled",
+    "rrl-run=--arms rrl --rrl_logprob_temperature run",
+    "rrl-agree-hot2-run=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_logprob_temperature run",
     "baseline-hot2-lr1e-3-tempered=--arms baseline --rollout.hard_temperature 2 --actor.learning_rate 1e-3 "
     "--rrl_logprob_temperature sampled",
 ]

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from openrlhf_rrl.atomic import atomic_write
-from openrlhf_rrl.config import RRLConfig
+from openrlhf_rrl.config import RRLConfig, logprob_temperature_for
 from openrlhf_rrl.core.errors import RRLConfigError
 from openrlhf_rrl.core.planner import GroupPlan, PromptRef
 from openrlhf_rrl.core.replay import RetrospectiveReplay
@@ -109,6 +109,7 @@ class Trainer:
             raise RRLConfigError("--reward.process_weight: needs a step checker (a task that has one, or "
                                  "--rrl_step_checker FILE.py)")
         self.step_checker = step_checker
+        self.logprob_temperature = logprob_temperature_for(cfg.rrl, cfg.temperature)  # run or sampled
         self.replay = None
         if cfg.rrl.enable:
             self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker,
@@ -151,17 +152,8 @@ class Trainer:
             rrl_s = time.perf_counter() - t
 
         n = cfg.n_samples
-        rows = [plan for plan in plans for _ in range(n)]
-        row_items = [self._item(p.prompt.key, p.prompt.label) for p in rows]
-        prompt_ids = [list(p.prompt.prompt_ids) for p in rows]
-        prefix_ids = [list(p.prefix_ids) for p in rows]
-        temps = [self.row_temperature(p, it) for p, it in zip(rows, row_items)]
-        self.policy.eval()
-        # the length budget counts the prefix: a restart may add only what a fresh rollout could
-        budgets = [max(1, cfg.max_new_tokens - len(p)) for p in prefix_ids]
-        sampler = self.engine.sample if self.engine is not None else sample
-        roll = sampler(self.policy, prompt_ids, prefix_ids, budgets, temps,
-                       eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
+        rows, row_items, roll = self.rollout(plans)
+        prompt_ids, prefix_ids = roll.prompt_ids, roll.prefix_ids
         continuations = roll.continuations()
         responses = roll.responses()  # restart prefix + continuation
         self.state.tokens_generated += sum(len(c) for c in continuations)
@@ -200,6 +192,22 @@ class Trainer:
             "step_s": elapsed, "rrl_s": rrl_s,
         })
         return metrics
+
+    def rollout(self, plans: list[GroupPlan]):
+        """n samples of every plan (a restart continues its prefix): the rows' plans, their prompt items, and
+        the Rollout."""
+        rows = [plan for plan in plans for _ in range(self.cfg.n_samples)]
+        row_items = [self._item(p.prompt.key, p.prompt.label) for p in rows]
+        prompt_ids = [list(p.prompt.prompt_ids) for p in rows]
+        prefix_ids = [list(p.prefix_ids) for p in rows]
+        temps = [self.row_temperature(p, it) for p, it in zip(rows, row_items)]
+        self.policy.eval()
+        # the length budget counts the prefix: a restart may add only what a fresh rollout could
+        budgets = [max(1, self.cfg.max_new_tokens - len(p)) for p in prefix_ids]
+        sampler = self.engine.sample if self.engine is not None else sample
+        roll = sampler(self.policy, prompt_ids, prefix_ids, budgets, temps,
+                       eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, generator=self.state.sample_gen)
+        return rows, row_items, roll
 
     def verified_fraction(self, rows: list[GroupPlan], responses: list[list[int]]) -> torch.Tensor:
         """The share of each response (prefix included) the step checker verifies correct, in [0, 1]."""
@@ -243,7 +251,7 @@ class Trainer:
         None (1 for every row: the runner's policy is the untempered one) with --rrl_logprob_temperature
         run; each row's own sampling temperature (1 for greedy rows) with sampled, so a hot row (a hot
         restart, a --rollout.hard_temperature row) is trained on-policy for the tempered policy."""
-        if self.cfg.rrl.logprob_temperature != "sampled":
+        if self.logprob_temperature != "sampled":
             return None
         return torch.tensor([t if t > 0 else 1.0 for t in roll.temperature], dtype=torch.float32)
 

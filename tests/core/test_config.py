@@ -147,3 +147,18 @@ def test_dotted_dest_reaches_a_hierarchized_namespace():
     assert (c.enable, c.replay_share, c.buffer_capacity) == (True, 0.4, 9)
     nested = SimpleNamespace(lr=1, rrl=SimpleNamespace(**{k.split(".", 1)[1]: v for k, v in flat.items()}))
     assert RRLConfig.from_args(nested) == c
+
+
+def test_auto_log_prob_temperature_is_sampled_only_for_replay_with_hot_restarts():
+    from openrlhf_rrl.config import logprob_temperature_for
+
+    def mode(**kw):
+        return logprob_temperature_for(RRLConfig(**kw), run_temperature=1.0)
+
+    assert mode(enable=True, restart_temperature=2.0) == "sampled"
+    assert mode(enable=False, restart_temperature=2.0) == "run"  # a baseline's hot rows keep run
+    assert mode(enable=True, restart_temperature=None) == "run"  # restarts at the run's temperature
+    assert mode(enable=True, restart_temperature=1.0) == "run"
+    assert mode(enable=True, restart_temperature=2.0, logprob_temperature="run") == "run"
+    assert mode(enable=False, logprob_temperature="sampled") == "sampled"
+    assert logprob_temperature_for(RRLConfig(enable=True, restart_temperature=2.0), 1.0, packing=True) == "run"

@@ -41,6 +41,17 @@ def test_scorer_defaults_to_the_checker_then_the_critic_then_agreement(parse, tm
     assert check(parse("--rrl_enable", "--algo.advantage.estimator", "gae", "--rrl_scorer", "mc"), True).scorer == "mc"
 
 
+def test_log_probs_follow_hot_restarts_unless_rows_are_packed_or_the_flag_is_given(parse):
+    # restarts at the run's temperature (OpenRLHF's default): run and sampled are the same, auto keeps run
+    assert check(parse("--rrl_enable")).logprob_temperature == "run"
+    hot = ("--rrl_enable", "--rrl_restart_temperature", "2")
+    assert check(parse(*hot)).logprob_temperature == "sampled"  # hot restarts are trained on-policy
+    assert check(parse(*hot, "--rollout.temperature", "2")).logprob_temperature == "run"  # not hotter than the run
+    assert check(parse(*hot, "--ds.packing_samples")).logprob_temperature == "run"  # packed rows share one temperature
+    assert check(parse(*hot, "--rrl_logprob_temperature", "run")).logprob_temperature == "run"
+    assert check(parse("--rrl_enable", "--rrl_logprob_temperature", "sampled")).logprob_temperature == "sampled"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--algo.advantage.estimator", "reinforce", "--rrl_scorer", "critic"],
      "--rrl_scorer: critic needs a critic, and --algo.advantage.estimator reinforce has none"),

@@ -238,11 +238,12 @@ def test_kl_to_the_warm_model_grows_after_updates(task, tmp_path, monkeypatch):
 
 def test_is_correction_weights_hot_rows(task, tmp_path, monkeypatch):
     """Rows sampled at temperature 2 reach PolicyLoss with their sampling log-probs as the rollout
-    log-probs; with the correction off they are not passed at all."""
+    log-probs; with the correction off they are not passed at all (log-probs at the run's temperature, so the
+    hot rows' weights differ from 1)."""
     calls = []
     for flag in (True, False):
-        trainer = make_trainer(task, tmp_path, name=f"is{flag}", rrl=eager_rrl(restart_temperature=2.0), steps=2,
-                               is_correction=flag)
+        trainer = make_trainer(task, tmp_path, name=f"is{flag}", steps=2, is_correction=flag,
+                               rrl=eager_rrl(restart_temperature=2.0, logprob_temperature="run"))
         original = trainer.policy_loss.forward
         monkeypatch.setattr(trainer.policy_loss, "forward",
                             lambda *a, _o=original, _f=flag, **kw: calls.append((_f, kw.get("rollout_log_probs"), a[1]))
@@ -256,9 +257,10 @@ def test_is_correction_weights_hot_rows(task, tmp_path, monkeypatch):
 
 def test_a_hot_restart_row_is_on_policy_for_the_tempered_policy_with_sampled_logprobs(task, tmp_path, monkeypatch):
     """--rrl_logprob_temperature sampled: a restart row sampled at T=2 gets its policy log-probs at T=2 too, so
-    its importance weight (rollout vs old log-probs) is 1 at its first update; with run it is not."""
+    its importance weight (rollout vs old log-probs) is 1 at its first update; with run it is not. auto (the
+    default) is sampled here: replay is on and its restarts are hotter than the run."""
     seen = {}
-    for mode in ("sampled", "run"):
+    for mode in ("auto", "sampled", "run"):
         trainer = make_trainer(task, tmp_path, name=f"lt_{mode}", steps=2, is_correction=True,
                                rrl=eager_rrl(restart_temperature=2.0, logprob_temperature=mode))
         original = trainer.update
@@ -278,8 +280,15 @@ def test_a_hot_restart_row_is_on_policy_for_the_tempered_policy_with_sampled_log
                 hot_rows_ratio.append(log_ratio.abs().max().item())
         assert hot_rows_ratio, mode  # restarts at T=2 ran
         seen[mode] = max(hot_rows_ratio)
-    assert seen["sampled"] < 1e-4  # importance weight exp(0) = 1 on every hot token
+    assert seen["sampled"] < 1e-4 and seen["auto"] < 1e-4  # importance weight exp(0) = 1 on every hot token
     assert seen["run"] > 0.1  # trained as if the untempered policy had sampled them
+
+
+def test_auto_log_prob_temperature_keeps_run_for_a_hot_baseline(task, tmp_path):
+    """Without replay, auto is run: the hot baseline (--rollout.hard_temperature 2) measured better with it."""
+    baseline = make_trainer(task, tmp_path, name="hot_base", hard_temperature=2.0,
+                            rrl=RRLConfig(enable=False, restart_temperature=2.0))
+    assert baseline.logprob_temperature == "run"
 
 
 def test_process_reward_adds_the_verified_share_and_success_stays_the_outcome(task, tmp_path, monkeypatch):
