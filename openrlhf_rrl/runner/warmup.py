@@ -39,8 +39,10 @@ def supervised_batch(prompt_ids: list[list[int]], target_ids: list[list[int]], p
 
 def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dict,
             check: Callable[[object], float], lr: float = 3e-3, batch_size: int = 256, max_steps: int = 3000,
-            check_every: int = 50, gate: float = 0.99, progress: Callable[[int, float], None] | None = None) -> dict:
+            check_every: int = 50, gate: float | None = 0.99,
+            progress: Callable[[int, float], None] | None = None) -> dict:
     """Train `model` in place on task.warmup_examples until check(model) >= gate; returns a report dict.
+    gate None (your --warmup_data): exactly max_steps steps, with check(model) before and after reported.
 
     Raises RuntimeError if the gate is never reached: RL from a model without the base skills
     would measure nothing."""
@@ -54,9 +56,14 @@ def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dic
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     t0, step, score = time.perf_counter(), 0, 0.0
+    before = {}
+    if gate is None:
+        model.eval()
+        with torch.no_grad():
+            before = {"warmup_check_before": check(model)}
     while step < max_steps:
         model.train()
-        for _ in range(check_every):
+        for _ in range(check_every if gate is not None else min(check_every, max_steps - step)):
             batch = supervised_batch(*task.warmup_examples(batch_size, rng), pad_id=task.pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -71,12 +78,12 @@ def warm_up(model, task, seed: int, cache_dir: str | os.PathLike, signature: dic
             score = check(model)
         if progress:
             progress(step, score)
-        if score >= gate:
+        if gate is not None and score >= gate:
             break
-    if score < gate:
+    if gate is not None and score < gate:
         raise RuntimeError(f"warm-up did not reach greedy success {gate} within {max_steps} steps (got {score:.3f}); "
                            "try another --train.seed or a larger --warmup.max_steps")
-    report = {"warmup_steps": step, "warmup_s": time.perf_counter() - t0, "warmup_check": score}
+    report = {**before, "warmup_steps": step, "warmup_s": time.perf_counter() - t0, "warmup_check": score}
     state = {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "report": report}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return {**report, "cached": False}

@@ -57,6 +57,10 @@ class ChainTask(TextTask):
         super().__init__(build_word_tokenizer(self.vocabulary()), eval_share, eval_seed)
         self._value_ids = [self.tokenizer.convert_tokens_to_ids(str(v)) for v in range(modulus)]
 
+    def value_token_ids(self) -> list[int]:
+        """The token id of each value 0..modulus-1 (what a step checker over token ids compares with)."""
+        return list(self._value_ids)
+
     def vocabulary(self) -> list[str]:
         m = range(self.modulus)
         return [str(v) for v in m] + [f"+{k}" for k in m] + [f"*{k}" for k in m] + [f"{k}-" for k in m] + ["="]
