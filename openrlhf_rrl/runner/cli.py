@@ -37,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Retrospective Replay vs the baseline on one CPU machine (embedded runner).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    g = p.add_argument_group("run")
+    _add_run_flags(p.add_argument_group("run"))
+    _add_own_task_flags(p.add_argument_group("your own task (OpenRLHF's data and reward conventions)"))
+    _add_training_flags(p.add_argument_group("training (OpenRLHF flag names)"))
+    add_rrl_arguments(p, runner=True)
+    # The demo picks the scorer unless --rrl_scorer is given (config.resolve_scorer): the chain task has a
+    # step checker (longest verified-correct prefix), PPO has a critic, else agreement with a success.
+    p.set_defaults(rrl_scorer=None)
+    return p
+
+
+def _add_run_flags(g) -> None:
     g.add_argument("--out", default="runs/demo", help="output folder (metrics, results.md, curves.png)")
     g.add_argument("--task", default=None, choices=["chain", "arithmetic", "user"],
                    help="chain / arithmetic: generated in code; user: your --prompt_data and --reward_func "
@@ -63,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup.learning_rate", dest="warmup_lr", type=float, default=None,
                    help="warm-up Adam learning rate (default 3e-3 for the tiny model, 1e-5 for smollm2 or --model PATH)")
 
-    g = p.add_argument_group("your own task (OpenRLHF's data and reward conventions)")
+
+def _add_own_task_flags(g) -> None:
     g.add_argument("--prompt_data", "--data.prompt_dataset", dest="prompt_data", default=None,
                    help="JSONL of training prompts (one object per line)")
     g.add_argument("--input_key", "--data.input_key", dest="input_key", default="input", help="prompt field")
@@ -86,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "chain task's checker, or --rrl_step_checker): the checker as a dense process reward, so a "
                         "baseline gets the information replay's checker scorer gets; success stays the outcome")
 
-    g = p.add_argument_group("training (OpenRLHF flag names)")
+
+def _add_training_flags(g) -> None:
     g.add_argument("--train.num_steps", dest="steps", type=int, default=None, help=f"RL steps (default {DEFAULT['steps']})")
     g.add_argument("--rollout.batch_size", dest="prompts_per_step", type=int, default=32, help="prompts (groups) per step")
     g.add_argument("--rollout.n_samples_per_prompt", dest="n_samples", type=int, default=8, help="samples per group")
@@ -112,11 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval.steps", dest="eval_every", type=int, default=None, help="eval every N steps")
     g.add_argument("--ckpt.save_steps", dest="ckpt_every", type=int, default=50, help="checkpoint every N steps (resume)")
     g.add_argument("--train.seed", dest="seed0", type=int, default=0, help="first seed")
-    add_rrl_arguments(p, runner=True)
-    # The demo picks the scorer unless --rrl_scorer is given (config.resolve_scorer): the chain task has a
-    # step checker (longest verified-correct prefix), PPO has a critic, else agreement with a success.
-    p.set_defaults(rrl_scorer=None)
-    return p
 
 
 def parse(argv=None):
