@@ -9,7 +9,8 @@ writes, for the OpenRLHF path's effect grid (the runner's comparison, run throug
     OUT/prompts.jsonl       training prompts from the task's train split ({"prompt": chat, "label"},
                             --data.prompt_dataset with --data.input_key prompt --data.label_key label
                             --data.apply_chat_template)
-    OUT/eval_<set>.jsonl    the runner's held-out sets (hard, mid, base_long), same format (--eval.dataset)
+    OUT/eval.jsonl          the runner's held-out sets (hard, mid, base_long), same format, each row's set
+                            as its "datasource" (--eval.dataset; OpenRLHF logs eval_<set>_pass1)
     OUT/reward_func.py      the chain task's outcome reward (1 for the exact answer, else 0; --reward.remote_url)
     OUT/step_checker.py     its step checker over token ids (--rrl_step_checker; the process-reward baseline's
                             RRL_STEP_CHECKER in scripts/reward_process.py)
@@ -100,19 +101,19 @@ def export_llama(qwen2, out_dir: str | Path, tokenizer) -> Path:
     return out_dir
 
 
-def _prompt_rows(items) -> str:
-    return "".join(json.dumps({"prompt": [{"role": "user", "content": it.text}], "label": it.label}) + "\n"
+def _prompt_rows(items, datasource: str | None = None) -> str:
+    tag = {"datasource": datasource} if datasource else {}
+    return "".join(json.dumps({"prompt": [{"role": "user", "content": it.text}], "label": it.label, **tag}) + "\n"
                    for it in items)
 
 
 def export_task(task: ChainTask, out: Path, n_prompts: int, eval_size: int, seed: int = 0) -> dict:
-    """prompts.jsonl (train split), eval_<set>.jsonl (the runner's held-out sets), reward and checker files."""
+    """prompts.jsonl (train split), eval.jsonl (the runner's held-out sets, each row tagged with its set as
+    OpenRLHF's "datasource", so its eval logs eval_<set>_pass1 per set), reward and checker files."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"prompts": out / "prompts.jsonl"}
+    paths = {"prompts": out / "prompts.jsonl", "eval": out / "eval.jsonl"}
     atomic_write_text(paths["prompts"], _prompt_rows(task.rl_prompts(n_prompts, random.Random(seed))))
-    for name, items in task.eval_sets(eval_size).items():
-        paths[f"eval_{name}"] = out / f"eval_{name}.jsonl"
-        atomic_write_text(paths[f"eval_{name}"], _prompt_rows(items))
+    atomic_write_text(paths["eval"], "".join(_prompt_rows(items, name) for name, items in task.eval_sets(eval_size).items()))
     paths["reward"] = out / "reward_func.py"
     atomic_write_text(paths["reward"], REWARD_FILE)
     paths["step_checker"] = out / "step_checker.py"

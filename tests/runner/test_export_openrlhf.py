@@ -53,9 +53,9 @@ def test_prompts_eval_sets_reward_and_step_checker_files_agree_with_the_task(tas
     assert [(r["prompt"][0]["content"], r["label"]) for r in rows] == [(it.text, it.label) for it in items]
     assert not any(task.is_eval(it) for it in items)  # the train split only
     sets = task.eval_sets(16)
-    for name, want in sets.items():
-        got = [json.loads(line) for line in open(paths[f"eval_{name}"], encoding="utf-8")]
-        assert [(g["prompt"][0]["content"], g["label"]) for g in got] == [(w.text, w.label) for w in want]
+    got = [json.loads(line) for line in open(paths["eval"], encoding="utf-8")]
+    assert [(g["datasource"], g["prompt"][0]["content"], g["label"]) for g in got] == \
+           [(name, w.text, w.label) for name, want in sets.items() for w in want]
 
     reward = load_file(paths["reward"], "chain_reward").reward_func
     checker = load_file(paths["step_checker"], "chain_checker").step_checker
