@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import sys
 import time
 
@@ -52,22 +53,45 @@ def _print_root_cause(since: float) -> None:
         print(f"[openrlhf-rrl] CPU mode: the run failed; {text}", file=sys.stderr, flush=True)
 
 
+def _prepare(args, cpu_mode: bool, enabled: bool, scorer_given: bool) -> None:
+    """On OpenRLHF's parsed args, before its strategy is built: CPU overrides, then the replay classes."""
+    if cpu_mode:
+        from ..cpu.flags import apply_cpu_overrides
+
+        for line in apply_cpu_overrides(args):
+            print(f"[openrlhf-rrl] CPU mode: {line}", flush=True)
+    if enabled:
+        import ray
+
+        from .install import install_replay
+        from .startup_check import resolve_rrl_config
+
+        # train() has started or joined Ray by now: the buffer actor is placed on this node
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        install_replay(args, resolve_rrl_config(args, scorer_given), driver_node_id=node)
+
+
+def _enter_cpu_mode() -> None:
+    """Before OpenRLHF (and Ray) are imported: the workers' environment and the CPU patches."""
+    import os
+
+    from .. import cpu
+    from ..cpu.patches import activate
+    from ..cpu.ray_local import worker_env
+
+    os.environ[cpu.ENV_VAR] = "1"
+    for key, value in worker_env().items():
+        os.environ.setdefault(key, value)
+    activate()
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from .. import cpu
 
     cpu_mode = cpu.requested() or any(a in (arguments.CPU_MODE_FLAG, "--rrl.cpu_mode") for a in argv)
-    if cpu_mode:  # before OpenRLHF (and Ray) are imported: the environment, the flash_attn stand-in, the patches
-        import os
-
-        from ..cpu.ray_local import worker_env
-
-        os.environ[cpu.ENV_VAR] = "1"
-        for key, value in worker_env().items():
-            os.environ.setdefault(key, value)
-        from ..cpu.patches import activate
-
-        activate()
+    if cpu_mode:
+        _enter_cpu_mode()
     from ..compat import flash_attn_shim
 
     flash_attn_shim.install()  # import-only stand-in, only where flash-attn is not installed (--help, checks)
@@ -92,21 +116,7 @@ def main(argv=None) -> int:
                 print(f"[openrlhf-rrl] CPU patch {line}", flush=True)
             start_local_ray(_hierarchized(namespace))
 
-        def prepare(args):
-            if cpu_mode:
-                from ..cpu.flags import apply_cpu_overrides
-
-                for line in apply_cpu_overrides(args):
-                    print(f"[openrlhf-rrl] CPU mode: {line}", flush=True)
-            if enabled:
-                import ray
-
-                from .install import install_replay
-
-                # train() has started or joined Ray by now: the buffer actor is placed on this node
-                node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-                install_replay(args, resolve_rrl_config(args, scorer_given), driver_node_id=node)
-
+        prepare = functools.partial(_prepare, cpu_mode=cpu_mode, enabled=enabled, scorer_given=scorer_given)
         if enabled:  # train_ppo_ray binds PolicyModelActor when its module runs: swap it for the whole run
             from .install import replay_policy_actor
 
