@@ -413,6 +413,7 @@ class Trainer:
                 "step_time_s": self.state.train_time_s / max(1, self.state.step),
                 "rrl_overhead_pct": 100.0 * self.state.rrl_time_s / max(1e-9, self.state.train_time_s),
                 "config": jsonable(asdict(cfg)),
+                "logprob_temperature": self.logprob_temperature,  # what --rrl_logprob_temperature auto became
             }
             write_row(log, summary)
         return summary

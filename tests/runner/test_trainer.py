@@ -270,7 +270,8 @@ def test_a_hot_restart_row_is_on_policy_for_the_tempered_policy_with_sampled_log
         loss = trainer.policy_loss.forward
         monkeypatch.setattr(trainer.policy_loss, "forward",
                             lambda *a, _o=loss, _m=mode, **kw: calls.append((kw["rollout_log_probs"], a[1])) or _o(*a, **kw))
-        trainer.run(resume=False)
+        summary = trainer.run(resume=False)
+        assert summary["logprob_temperature"] == ("sampled" if mode == "auto" else mode)  # what auto became
         hot_rows_ratio = []
         for (batch, roll), (rollout_lp, old) in zip(seen[mode], calls):
             hot = torch.tensor([t == 2.0 for t in roll.temperature])
