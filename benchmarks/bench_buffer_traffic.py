@@ -72,6 +72,9 @@ def main(argv=None) -> int:
 
     import ray
 
+    from openrlhf_rrl.compat import flash_attn_shim
+
+    flash_attn_shim.install()  # OpenRLHF imports flash_attn at load time; a stand-in where it is not installed
     from openrlhf_rrl.config import RRLConfig
     from openrlhf_rrl.openrlhf.buffer_actor import RemoteReplayBufferActor
     from openrlhf_rrl.openrlhf.experience_maker import ReplayExperienceMaker
