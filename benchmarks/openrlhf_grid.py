@@ -132,7 +132,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/openrlhf-grid")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=400, help="RL steps per run (one episode over steps x 32 prompts)")
+    p.add_argument("--steps", type=int, default=400, help="RL steps per run (one episode over steps x 32 prompts; "
+                                                         "OpenRLHF caps the eval set at the same --data.max_samples, "
+                                                         "so below 24 steps the eval holds the hard set only)")
     p.add_argument("--horizons", default="200,400", help="comma-separated steps to read the table at")
     p.add_argument("--eval_every", type=int, default=25)
     p.add_argument("--reference", default="baseline-lr1e-3", help="the arm every other arm is compared with")
