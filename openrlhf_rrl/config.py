@@ -219,6 +219,14 @@ class RRLConfig:
         "agreement verifies nothing) at the reward scorer's cuts, as unverified probes admitted after the "
         "verified cuts; a probe's restart group that succeeds is mined like any mixed restart group, and a "
         "probe that never succeeds retires as dead (--rrl_retire_dead_after).")
+    retry_unsolved: bool = flag(
+        False, CANDIDATES, "flag", "on or off",
+        "Keep a hard prompt whose fresh group had no success at all as a retry entry: a restart group samples "
+        "it again from the prompt itself at --rrl_restart_temperature, in the restart slots the buffer's cuts "
+        "leave free (retries score far below every cut, and are evicted first). A success there gives the agree scorer a success "
+        "to agree with; a retry that never succeeds retires as dead (--rrl_retire_dead_after). It is replay's "
+        "own way to sample the prompts it knows are hard hotter, where the run samples every prompt at one "
+        "temperature (OpenRLHF).")
 
     # Buffer policy: what is kept, replayed first, and retired
     buffer_capacity: int = flag(

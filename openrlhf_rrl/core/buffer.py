@@ -208,8 +208,10 @@ class ReplayBuffer(RetirementRules, CutControl, BufferFile):
         """Why this state can never be a restart point, or None. Checked for every state that enters,
         from a scorer, a user's file scorer or a (hand-edited) buffer file alike."""
         n = len(state.prefix_ids)
-        if n == 0:
-            return "empty prefix (a restart from it is a fresh rollout)"
+        if n == 0 and not state.retry:
+            return "empty prefix (a restart from it is a fresh rollout; only a retry entry keeps none)"
+        if n and state.retry:
+            return "a retry entry with a prefix (a retry restarts from the prompt itself)"
         if self.max_prefix_tokens is not None and n > self.max_prefix_tokens:
             # refused, not clipped: a clipped prefix is a cut no scorer chose, with a score it never earned
             return f"prefix of {n} tokens exceeds --rrl_max_prefix_tokens {self.max_prefix_tokens}"

@@ -21,6 +21,7 @@ class StepMetrics:
     replay_share: float = 0.0  # restart groups / all groups this step (what actually ran)
     target_share: float = 0.0  # what the schedule asked for
     restart_groups: int = 0
+    retry_groups: int = 0  # restart groups that re-sampled an unsolved hard prompt from scratch (--rrl_retry_unsolved)
     restart_success: float = 0.0  # success rate over all restart continuations (0 when none)
     revived_prompts: int = 0  # prompts first ever solved through a restart, this step
     new_tokens_saved: int = 0  # prefix tokens reused instead of generated (prefix length x continuations)
@@ -41,6 +42,7 @@ class StepMetrics:
             "rrl/replay_share": self.replay_share,
             "rrl/target_share": self.target_share,
             "rrl/restart_groups": self.restart_groups,
+            "rrl/retry_groups": self.retry_groups,
             "rrl/restart_success": self.restart_success,
             "rrl/revived_prompts": self.revived_prompts,
             "rrl/new_tokens_saved": self.new_tokens_saved,

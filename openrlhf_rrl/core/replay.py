@@ -13,6 +13,11 @@ mean pass rates: a mixed group leaves the cut alone, an all-fail group moves a h
 step later (more of a correct solution given) and an all-pass group one step earlier; a handicap
 moves the other way round (a longer failed prefix is a harder start). Entries never restarted are
 retired after --rrl_untried_ttl steps.
+
+With --rrl_retry_unsolved a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
+no prefix, ranked below every cut): its restart group samples the prompt again at the restart
+temperature in the restart slots the cuts leave free, and a mixed retry group is mined like any mixed
+restart group.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from .trajectory import Trajectory, as_list
 # Two candidates of one prompt whose prefixes differ in length by at most this many tokens are
 # near-duplicates for admission: keep the better one and spend the admission on another depth.
 DEDUPE_TOKENS = 4
+# A retry's score, far below the built-in scorers' (agree and checker in [-1, 1], reward and mc the
+# reward plus a small bonus): with the promise policy's exp(score / T) priority the cuts take the restart
+# slots first, retries fill the ones they leave free, and a full buffer evicts retries first.
+RETRY_SCORE = -20.0
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +198,9 @@ class RetrospectiveReplay:
         self._verify([t for group, _, _ in mined for t in group])
         candidates = []
         for group, rate, handicap in mined:
+            if c.retry_unsolved and not handicap and group[0].prefix_len == 0 and not any(t.success for t in group):
+                group[0].group_success_rate = rate
+                candidates.append((RETRY_SCORE, 0, group[0], False))  # a retry: the prompt itself, hot
             counts.mined_rollouts += len(group)
             counts.groups_with_success += any(t.success for t in group)
             for t in group:
@@ -219,6 +231,7 @@ class RetrospectiveReplay:
                 continue
             wins = [bool(t.success) for t in group]
             m.restart_groups += 1
+            m.retry_groups += not plan.prefix_ids
             restart_wins += sum(wins)
             restart_total += len(wins)
             restart_info.append(is_informative(wins))
@@ -323,7 +336,7 @@ class RetrospectiveReplay:
         """Cut control's new cut for entry `key` after an all-pass (or all-fail) restart group, or None when
         it stays (control off, pinned or unknown entry, already at the end of its range, target refused)."""
         entry = self.buffer.get(key) if self.cut_control and key is not None else None
-        if entry is None or entry.pinned:
+        if entry is None or entry.pinned or entry.retry:
             return None
         c = self.config
         full = entry.prefix_ids + entry.source_ids
@@ -351,12 +364,13 @@ class RetrospectiveReplay:
         for i in order:
             score, cut, traj, handicap = candidates[i]
             lens = kept_lens.setdefault(traj.prompt_key, [])
-            if any(abs(cut - x) <= DEDUPE_TOKENS for x in lens):
+            if cut and any(abs(cut - x) <= DEDUPE_TOKENS for x in lens):  # a retry (cut 0) is no depth
                 continue
-            lens.append(cut)
+            if cut:
+                lens.append(cut)
             s = self.scorer.state_at(traj, cut, score, step)
-            s.handicap = handicap
-            if self.cut_control:
+            s.handicap, s.retry = handicap, cut == 0
+            if self.cut_control and cut:
                 end = self._source_end(traj, cut, handicap)
                 source = traj.agreed_ids if traj.agreed_ids is not None and not handicap else traj.response_ids
                 s.source_ids = tuple(int(x) for x in as_list(source)[cut:end])

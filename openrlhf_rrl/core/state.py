@@ -57,6 +57,9 @@ class RetainedState:
     source_ids: tuple = ()  # source response tokens beyond the prefix that cut control may move the cut into
     handicap: bool = False  # a failed prefix that makes a mostly passing prompt harder (passrate policy)
     mixed_groups: int = 0  # restart groups from this cut with mixed outcomes (the informative ones)
+    # a hard prompt no sample has solved yet, kept to be sampled again from the prompt itself at the restart
+    # temperature (empty prefix; --rrl_retry_unsolved): the only entry that may keep no prefix
+    retry: bool = False
     key: str = field(init=False, default="")
 
     def __post_init__(self):
@@ -192,7 +195,8 @@ _SCHEMA = [
     ("source_ids", "ids", False),
     ("handicap", "bool", False),
     ("mixed_groups", "int", False),
+    ("retry", "bool", False),
 ]
 
 # Fields added after the first release: written only when set, and optional when read.
-_OMIT_AT_DEFAULT = {"source_ids": (), "handicap": False, "mixed_groups": 0}
+_OMIT_AT_DEFAULT = {"source_ids": (), "handicap": False, "mixed_groups": 0, "retry": False}

@@ -38,7 +38,7 @@ VALUES = {
     "logprob_temperature": ("sampled", "sampled"),
     "step_checker": (__file__, __file__),  # any existing file parses; it is loaded by RetrospectiveReplay
 }
-FLAGS = {"enable", "train_prefix", "agree_probes"}
+FLAGS = {"enable", "train_prefix", "agree_probes", "retry_unsolved"}
 
 
 def test_every_field_has_a_flag_and_a_test_value():

@@ -1,7 +1,8 @@
 from openrlhf_rrl.core.buffer import RETIRE_REASONS
 from openrlhf_rrl.core.metrics import StepMetrics, is_informative
 
-KEYS = {"rrl/buffer_size", "rrl/replay_share", "rrl/target_share", "rrl/restart_groups", "rrl/restart_success",
+KEYS = {"rrl/buffer_size", "rrl/replay_share", "rrl/target_share", "rrl/restart_groups", "rrl/retry_groups",
+        "rrl/restart_success",
         "rrl/revived_prompts", "rrl/new_tokens_saved", "rrl/overhead_s", "rrl/informative_restart_groups",
         "rrl/informative_fresh_groups", "rrl/untried", "rrl/candidates", "rrl/admitted", "rrl/cuts_moved_later",
         "rrl/cuts_moved_earlier", "rrl/idle_steps"} | {

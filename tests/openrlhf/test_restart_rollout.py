@@ -106,6 +106,19 @@ def test_train_prefix_keeps_the_prefix_in_the_action_range_with_stored_logprobs(
     assert resp["reward"] is None  # no reward endpoint: as OpenRLHF's own executor
 
 
+def test_a_retry_samples_the_prompt_again_with_the_whole_response_trained(tiny, tokenizer):
+    """--rrl_retry_unsolved: an entry with no prefix is a fresh sample of its prompt, tagged as a restart."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    engine = ScriptedEngine(ids(tokenizer, "3 4"))
+    prompt_ids, out = restart_call(SingleTurnAgentExecutor(None), engine, tokenizer, "1 +2 *3 =", "3 4", [], n=1)
+    resp = out[0]
+    assert engine.calls[0] == (prompt_ids, 8)  # the prompt alone, the whole budget
+    assert resp["observation_tokens"] == prompt_ids + ids(tokenizer, "3 4")
+    assert resp["action_ranges"] == [(len(prompt_ids), len(prompt_ids) + 2)]
+    assert resp["rrl"]["restart"] is True and resp["rrl"]["prefix_len"] == 0
+
+
 def test_the_prefix_never_exceeds_the_budget_and_a_cut_continuation_is_reported(tiny, tokenizer):
     from openrlhf.utils.agent import SingleTurnAgentExecutor
 
