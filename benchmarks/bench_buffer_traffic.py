@@ -1,10 +1,11 @@
 """What one training step sends to the replay buffer actor in OpenRLHF, at cluster scale.
 
 A synthetic batch shaped like a 7B GRPO step (--prompts x --samples, --tokens per sequence, response
-log-probs and, with --critic, values) goes the way the glue sends it: ReplayExperienceMaker.groups()
-turns OpenRLHF's experiences into the observe() payload (per sample: prompt and response token ids,
-log-probs and values as Python lists), Ray serializes it, and a real ReplayBufferActor in a local Ray
-runs observe(). Printed per step, best of --repeats:
+log-probs and, with --critic, values; --hard_share of the groups hold one success, the rest all pass)
+goes the way the glue sends it: ReplayExperienceMaker.groups() turns OpenRLHF's experiences into the
+observe() payload (the groups cuts can come from with their token ids, log-probs and values as numpy
+arrays, every other group as outcomes alone), Ray serializes it, and a real ReplayBufferActor in a local
+Ray runs observe(). Printed per step, best of --repeats:
 
   build    groups(): tensors -> the payload (the trainer's side)
   bytes    the payload's size as Ray serializes it (cloudpickle)

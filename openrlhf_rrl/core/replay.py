@@ -51,6 +51,20 @@ RETRY_SCORE = -20.0
 log = logging.getLogger(__name__)
 
 
+def reads_rollouts(config, is_restart: bool, wins) -> bool:
+    """Whether observe() may read a group's token ids and per-token signals, given its outcomes: only the
+    groups cuts can come from (a hard fresh group; with passrate's both ways a mostly passing one too; with
+    the agree scorer a mixed restart group). Every other group is read for its outcomes alone, so a front
+    end whose buffer lives in another process sends those without their tokens."""
+    wins = [bool(w) for w in wins]
+    if not config.enable or not wins:
+        return False
+    if is_restart:
+        return config.scorer == "agree" and is_informative(wins)
+    rate = sum(wins) / len(wins)
+    return rate < config.hard_threshold or (config.policy == "passrate" and rate > 1.0 - config.hard_threshold)
+
+
 class RetrospectiveReplay:
     def __init__(self, config, step_checker=None, stop_token_ids=()):
         """config: an RRLConfig. step_checker(prompt_ids, response_ids, label) -> verified tokens (int) or

@@ -10,6 +10,10 @@ the actor's loss normaliser counts with --rrl_loss_norm response (policy_actor.p
 The groups dynamic filtering dropped (samples_generator.FILTERED_ATTR) are observed too, from their
 raw samples: token ids, reward and vLLM's log-probs, but no critic values or actor log-probs, which
 OpenRLHF never computes for them (so the critic scorer proposes no cut in them).
+
+Only what the buffer can use travels to its actor: a group cuts can come from (core.replay.reads_rollouts:
+a hard fresh group, a mixed restart group with agree, ...) goes with its token ids and per-token signals as
+numpy arrays; every other group goes as outcomes alone (reward, success, no tokens).
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+from ..core.replay import reads_rollouts
 
 from .row_temperature import row_temperatures
 from .samples_generator import FILTERED_ATTR
@@ -32,9 +39,10 @@ MASKED_PREFIX_KEY = "rrl/masked_prefix_tokens"
 
 
 def _row(tensor, b, start, length):
+    """One row's slice as a float32 array (pickled as one buffer, not a list of Python floats)."""
     if tensor is None:
         return None
-    return [float(x) for x in tensor[b, start:start + length].tolist()]
+    return tensor[b, start:start + length].detach().float().cpu().numpy()
 
 
 class ReplayExperienceMaker(RemoteExperienceMaker):
@@ -110,60 +118,79 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
                 tags = [getattr(s, "rrl", None) for s, _, _ in members]
                 if any(t is None for t in tags) or len({(t["key"], t.get("entry_key")) for t in tags}) != 1:
                     continue  # not a group this plugin dispatched (should not happen): leave it out of the buffer
-                rows = [self.trajectory(*m) for m in members]
                 tag, first = tags[0], members[0][0]
-                plan = {"key": tag["key"], "prompt_ids": rows[0]["prompt_ids"], "label": first.labels[0],
-                        "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
+                rewards = [self.reward(e, b) for _, e, b in members]
+                wins = [r >= self.config.success_threshold for r in rewards]
+                if reads_rollouts(self.config, bool(tag["restart"]), wins):
+                    rows = [self.trajectory(*m) for m in members]
+                else:  # the buffer reads this group's outcomes only
+                    rows = [{"prompt_key": tag["key"], "prompt_ids": (), "response_ids": (), "reward": r,
+                             "success": w, "prefix_len": int(tag.get("prefix_len", 0))} for r, w in zip(rewards, wins)]
+                plan = {"key": tag["key"], "prompt_ids": list(tag.get("prompt_ids") or rows[0]["prompt_ids"]),
+                        "label": first.labels[0], "prefix_ids": tag.get("prefix_ids", []),
+                        "entry_key": tag.get("entry_key")}
                 group = {"plan": plan, "text": first.prompts[0], "trajectories": rows}
                 if tag.get("prompt_mismatch_entry"):  # a restart skipped as a fresh group: its entry is retired
                     group["mismatched_entry_key"] = tag["prompt_mismatch_entry"]
                     mismatches += 1
                 groups.append(group)
                 if tag["restart"]:
-                    restart_rows.extend((*m, r) for m, r in zip(members, rows))
+                    restart_rows.extend(members)
         glue = {"rrl/prompt_mismatch": float(mismatches), "rrl/filtered_groups": float(len(filtered) // max(1, n))}
         return groups, dict(self.restart_checks(restart_rows), **glue)
 
+    @staticmethod
+    def reward(e, b) -> float:
+        return float(e.info["reward"][b].item())
+
     def trajectory(self, sample, e, b) -> dict:
-        """One sample as core.Trajectory fields: values and log-probs indexed by response position."""
+        """One sample as core.Trajectory fields: token ids, values and log-probs (indexed by response
+        position) as numpy arrays."""
         tag = sample.rrl
         length = int(e.attention_mask[b].sum().item())
-        tokens = [int(t) for t in e.sequences[b, :length].tolist()]
+        tokens = e.sequences[b, :length].detach().cpu().numpy().astype(np.int32)  # any vocabulary fits
         p = int(tag["prompt_len"])
         response = tokens[p:]
         # action index t scores token t+1: response token j sits at action index p - 1 + j
         logprobs = _row(e.rollout_log_probs if e.rollout_log_probs is not None else e.action_log_probs,
                         b, p - 1, len(response))
         values = _row(e.values, b, p - 1, len(response)) if self.critic_model_group is not None else None
-        reward = float(e.info["reward"][b].item())
+        reward = self.reward(e, b)
         truncated = bool(e.truncated[b].item()) if e.truncated is not None else False
         eos_id = self.tokenizer.eos_token_id
         return {"prompt_key": tag["key"], "prompt_ids": tokens[:p], "response_ids": response, "reward": reward,
                 "success": reward >= self.config.success_threshold, "label": sample.labels[0],
                 "logprobs": logprobs, "values": values, "prefix_len": int(tag.get("prefix_len", 0)),
-                "eos": bool(response) and response[-1] == eos_id and not truncated}
+                "eos": bool(len(response)) and int(response[-1]) == eos_id and not truncated}
 
     def restart_checks(self, rows) -> dict:
-        """Per batch: how restarts looked from the trainer's side (and an audit line per restart sample)."""
+        """Per batch: how restarts looked from the trainer's side (and an audit line per restart sample),
+        read from the experiences' tensors: did each row continue its stored prompt and prefix, and is the
+        prefix outside its action mask."""
         out = {"rrl/restart_samples": float(len(rows))}
         if not rows:
             return out
         log_path = os.environ.get(AUDIT_LOG_ENV)
         mismatched, prefix_in_loss, prefix_tokens = 0, 0, 0
         lines = []
-        for sample, e, b, traj in rows:
+        for sample, e, b in rows:
             tag = sample.rrl
             p, stored = int(tag["prompt_len"]), [int(t) for t in tag.get("prefix_ids", [])]
-            seq = traj["prompt_ids"] + traj["response_ids"]
-            mask = [int(x) for x in e.action_mask[b, : len(seq) - 1].tolist()]
-            continued = seq[p:p + len(stored)] == stored and traj["prompt_ids"] == list(tag.get("prompt_ids", seq[:p]))
+            length = int(e.attention_mask[b].sum().item())
+            seq = e.sequences[b, :length]
+            stored_prompt = tag.get("prompt_ids")
+            continued = seq[p:p + len(stored)].tolist() == stored and (
+                stored_prompt is None or seq[:p].tolist() == [int(t) for t in stored_prompt])
             mismatched += 0 if continued else 1
-            prefix_in_loss += sum(mask[p - 1:p - 1 + len(stored)])
+            if p >= 1:
+                prefix_in_loss += int(e.action_mask[b, p - 1:min(p - 1 + len(stored), length - 1)].sum().item())
             prefix_tokens += len(stored)
             if log_path:
-                lines.append({"entry_key": tag.get("entry_key"), "prompt_key": tag["key"], "prompt_ids": seq[:p],
-                              "stored_prefix_ids": stored, "sequence": seq, "action_mask": mask,
-                              "reward": traj["reward"], "prompt": sample.prompts[0], "label": sample.labels[0],
+                full = [int(t) for t in seq.tolist()]
+                lines.append({"entry_key": tag.get("entry_key"), "prompt_key": tag["key"], "prompt_ids": full[:p],
+                              "stored_prefix_ids": stored, "sequence": full,
+                              "action_mask": [int(x) for x in e.action_mask[b, : len(full) - 1].tolist()],
+                              "reward": self.reward(e, b), "prompt": sample.prompts[0], "label": sample.labels[0],
                               "train_prefix": bool(self.config.train_prefix)})
         out["rrl/prefix_tokens_mean"] = prefix_tokens / len(rows)
         out["rrl/prefix_mismatch"] = float(mismatched)

@@ -91,6 +91,7 @@ def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenize
 
     recorder = Recorder()
     config = RRLConfig.from_args(args)
+    config.scorer, config.hard_threshold = "agree", 0.6  # both groups are ones cuts can come from: sent whole
     maker = ReplayExperienceMaker(None, None, None, None, FixedKLController(0.0), strategy, tokenizer,
                                   buffer=recorder, config=config)
     if estimator == "gae":
@@ -113,14 +114,14 @@ def test_groups_carry_tokens_rewards_values_and_the_masked_prefix(args, tokenize
     assert glue["rrl/prompt_mismatch"] == (1.0 if skipped else 0.0)
     assert restart["plan"]["entry_key"] == "entry1" and restart["plan"]["prefix_ids"] == prefix
     t = restart["trajectories"][0]
-    assert t["prompt_ids"] == restart_prompt and t["response_ids"] == prefix + [15, eos]
+    assert list(t["prompt_ids"]) == restart_prompt and list(t["response_ids"]) == prefix + [15, eos]
     assert t["prefix_len"] == 2 and t["reward"] == 1.0 and t["success"] and t["eos"]
     assert t["logprobs"] == pytest.approx([-0.1, -0.2, -0.3, -0.4])  # the rollout log-probs, per response token
     f = fresh["trajectories"][1]
     if estimator == "gae":
         # critic value of the state after c response tokens = values[prompt_len - 1 + c]; 0 where masked
-        assert t["values"][:2] == [0.0, 0.0] and t["values"][2:] == [5.0, 6.0]
-        assert f["values"] == [2.0, 3.0]
+        assert list(t["values"][:2]) == [0.0, 0.0] and list(t["values"][2:]) == [5.0, 6.0]
+        assert list(f["values"]) == [2.0, 3.0]
     else:
         assert t["values"] is None and f["values"] is None
     assert f["reward"] == 0.75 and f["success"]  # --rrl_success_threshold 0.5
@@ -195,8 +196,10 @@ def test_groups_the_dynamic_filter_dropped_are_observed_from_their_raw_samples(a
     setattr(trained[0], FILTERED_ATTR, filtered)
 
     recorder = Recorder()
+    config = RRLConfig.from_args(args)
+    config.scorer, config.hard_threshold = "agree", 0.6  # the kept and the all-fail group are sent whole
     maker = ReplayExperienceMaker(None, None, None, None, FixedKLController(0.0), strategy, tokenizer,
-                                  buffer=recorder, config=RRLConfig.from_args(args))
+                                  buffer=recorder, config=config)
     maker.critic_model_group = object()  # a PPO run: trained rows have values, filtered ones cannot
     split = maker.split_rollout_samples(trained)
     for e in split:
@@ -208,10 +211,11 @@ def test_groups_the_dynamic_filter_dropped_are_observed_from_their_raw_samples(a
     assert [g["text"] for g in groups] == ["kept", "all fail", "restart"]
     assert glue["rrl/filtered_groups"] == 2.0
     fail = groups[1]["trajectories"]
-    assert [t["response_ids"] for t in fail] == [[14, 15, eos], [16, eos]]
+    assert [list(t["response_ids"]) for t in fail] == [[14, 15, eos], [16, eos]]
     assert [t["success"] for t in fail] == [False, False] and fail[0]["values"] is None
     assert fail[0]["logprobs"] == pytest.approx([-0.1, -0.2, -0.3])  # vLLM's, per response token
     assert groups[1]["plan"]["entry_key"] is None and groups[2]["plan"]["entry_key"] == "entry1"
-    assert [t["reward"] for t in groups[2]["trajectories"]] == [1.0, 1.0]  # an all-pass restart outcome
+    # an all-pass restart group: its outcomes alone, no tokens (no cut can come from it)
+    assert [(t["reward"], t["success"], len(t["response_ids"])) for t in groups[2]["trajectories"]] == [(1.0, True, 0)] * 2
     assert glue["rrl/restart_samples"] == 2.0 and glue["rrl/prefix_mismatch"] == 0.0
     assert groups[0]["trajectories"][0]["values"] is not None
