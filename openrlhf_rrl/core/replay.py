@@ -190,10 +190,8 @@ class RetrospectiveReplay:
             if not c.enable:
                 continue
             self.buffer.record_fresh(key, rate, step)
-            if rate < c.hard_threshold:
-                mined.append((group, rate, False))
-            elif self.both_ways and rate > 1.0 - c.hard_threshold:
-                mined.append((group, rate, True))
+            if reads_rollouts(c, False, wins):  # a hard prompt, or (passrate's both ways) a mostly passing one
+                mined.append((group, rate, rate >= c.hard_threshold))
         return fresh_info, mined
 
     def _score_candidates(self, groups, mined: list[tuple], counts: StepCounts) -> list[tuple]:
