@@ -47,11 +47,15 @@ _OUTCOME_ONLY = [
     "rrl-agree-hot2=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2",
     "rrl-agree-hot2-share05=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_replay_share 0.5",
     "rrl-agree-hot2-probes=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_agree_probes",
+    # replay's own hot sampling of the prompts it knows are hard, where the run has one temperature (OpenRLHF)
+    "rrl-agree-retry=--arms rrl --rrl_scorer agree --rrl_retry_unsolved",
+    "rrl-agree-hot2-retry=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_retry_unsolved",
     "rrl-reward=--arms rrl --rrl_scorer reward",
     "rrl-mc=--arms rrl --rrl_scorer mc",
 ]
 # PPO with a critic, the paper's own setting: the critic scorer against PPO baselines tuned over lr x exploration
 _PPO = [
+    "ppo-baseline=--arms baseline --algo.advantage.estimator gae",
     "ppo-baseline-hot2=--arms baseline --algo.advantage.estimator gae --rollout.hard_temperature 2",
     "ppo-baseline-hot2-lr1e-3=--arms baseline --algo.advantage.estimator gae --rollout.hard_temperature 2 "
     "--actor.learning_rate 1e-3",

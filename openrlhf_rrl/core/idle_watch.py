@@ -97,7 +97,8 @@ class IdleWatch:
         if c.scorer == "agree" and w.groups_with_success == 0:
             return ("none of the hard groups had a success to agree with (the agree scorer cuts a failed rollout "
                     "only where it parts from a success of its group: more samples per prompt or a hotter sampling "
-                    "temperature give rare successes; --rrl_agree_probes also probes groups without one); " + limits)
+                    "temperature give rare successes; --rrl_retry_unsolved samples such prompts again at the restart "
+                    "temperature, --rrl_agree_probes probes their failed rollouts); " + limits)
         if c.scorer == "critic":
             return "no critic values reached RRL (the critic scorer needs PPO with a critic); " + limits
         if c.scorer == "entropy":

@@ -34,12 +34,12 @@ def test_the_chain_grid_gives_the_checker_to_tuned_baselines_and_runs_outcome_on
     names = [a.split("=", 1)[0] for a in grid.DEFAULT_GRIDS["chain"][2]]
     weights = [a.split("--reward.process_weight ")[1] for a in grid.DEFAULT_GRIDS["chain"][2] if "process_weight" in a]
     assert len(weights) >= 3 and all(n.startswith("pr-") for n in names if "pr-baseline" in n)
-    assert {"rrl-agree", "rrl-agree-hot2", "rrl-reward", "rrl-mc"} <= set(names)
+    assert {"rrl-agree", "rrl-agree-hot2", "rrl-agree-retry", "rrl-reward", "rrl-mc"} <= set(names)
     # PPO: the critic scorer against PPO baselines tuned over learning rate and exploration
     ppo = [a for a in grid.DEFAULT_GRIDS["chain"][2] if "--algo.advantage.estimator gae" in a]
     assert any("--rrl_scorer critic" in a for a in ppo)
     ppo_baselines = [a for a in ppo if a.startswith("ppo-baseline")]
-    assert len({("learning_rate" in a, "hard_temperature" in a) for a in ppo_baselines}) >= 3
+    assert len({("learning_rate" in a, "hard_temperature" in a) for a in ppo_baselines}) == 4  # lr x exploration
     # each side gets both log-prob temperatures: replay's default (sampled) and run, the baseline's (run) and sampled
     given = {a.split("=", 1)[0]: a.split("--rrl_logprob_temperature ")[1] for a in grid.DEFAULT_GRIDS["chain"][2]
              if "--rrl_logprob_temperature" in a}
