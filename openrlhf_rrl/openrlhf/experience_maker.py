@@ -126,9 +126,9 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
                 else:  # the buffer reads this group's outcomes only
                     rows = [{"prompt_key": tag["key"], "prompt_ids": (), "response_ids": (), "reward": r,
                              "success": w, "prefix_len": int(tag.get("prefix_len", 0))} for r, w in zip(rewards, wins)]
-                plan = {"key": tag["key"], "prompt_ids": list(tag.get("prompt_ids") or rows[0]["prompt_ids"]),
-                        "label": first.labels[0], "prefix_ids": tag.get("prefix_ids", []),
-                        "entry_key": tag.get("entry_key")}
+                # observe() reads a group's prompt ids from its trajectories: the plan names the prompt by key
+                plan = {"key": tag["key"], "prompt_ids": (), "label": first.labels[0],
+                        "prefix_ids": tag.get("prefix_ids", []), "entry_key": tag.get("entry_key")}
                 group = {"plan": plan, "text": first.prompts[0], "trajectories": rows}
                 if tag.get("prompt_mismatch_entry"):  # a restart skipped as a fresh group: its entry is retired
                     group["mismatched_entry_key"] = tag["prompt_mismatch_entry"]
