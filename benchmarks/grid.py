@@ -48,8 +48,8 @@ _OUTCOME_ONLY = [
     "rrl-agree-hot2-share05=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_replay_share 0.5",
     "rrl-agree-hot2-probes=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_agree_probes",
     # replay's own hot sampling of the prompts it knows are hard, where the run has one temperature (OpenRLHF)
-    "rrl-agree-retry=--arms rrl --rrl_scorer agree --rrl_retry_unsolved",
-    "rrl-agree-hot2-retry=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_retry_unsolved",
+    "rrl-agree-retry=--arms rrl --rrl_scorer agree --rrl_retry_unsolved on",
+    "rrl-agree-hot2-retry=--arms rrl --rrl_scorer agree --rollout.hard_temperature 2 --rrl_retry_unsolved on",
     "rrl-reward=--arms rrl --rrl_scorer reward",
     "rrl-mc=--arms rrl --rrl_scorer mc",
 ]

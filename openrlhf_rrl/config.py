@@ -23,6 +23,7 @@ from .core.scoring import SCORER_NAMES
 from .flag_spec import FlagSpec
 
 CUT_CONTROL_MODES = ("auto", "on", "off")
+RETRY_MODES = ("auto", "on", "off")
 LOSS_NORMS = ("response", "trained")
 DISPLACED_PROMPTS = ("defer", "drop")
 LOGPROB_TEMPERATURES = ("auto", "run", "sampled")
@@ -219,14 +220,15 @@ class RRLConfig:
         "agreement verifies nothing) at the reward scorer's cuts, as unverified probes admitted after the "
         "verified cuts; a probe's restart group that succeeds is mined like any mixed restart group, and a "
         "probe that never succeeds retires as dead (--rrl_retire_dead_after).")
-    retry_unsolved: bool = flag(
-        False, CANDIDATES, "flag", "on or off",
+    retry_unsolved: str = flag(
+        "auto", CANDIDATES, "str", "one of " + ", ".join(RETRY_MODES),
         "Keep a hard prompt whose fresh group had no success at all as a retry entry: a restart group samples "
         "it again from the prompt itself at --rrl_restart_temperature, in the restart slots the buffer's cuts "
-        "leave free (retries score far below every cut, and are evicted first). A success there gives the agree scorer a success "
-        "to agree with; a retry that never succeeds retires as dead (--rrl_retire_dead_after). It is replay's "
-        "own way to sample the prompts it knows are hard hotter, where the run samples every prompt at one "
-        "temperature (OpenRLHF).")
+        "leave free (retries score far below every cut, and are evicted first). A success there gives the agree "
+        "scorer a success to agree with; a retry that never succeeds retires as dead (--rrl_retire_dead_after). "
+        "It is replay's own way to sample the prompts it knows are hard again, where the run samples every "
+        "prompt at one temperature (OpenRLHF). auto: on with --rrl_scorer agree (docs/measurements/).",
+        choices=RETRY_MODES)
 
     # Buffer policy: what is kept, replayed first, and retired
     buffer_capacity: int = flag(

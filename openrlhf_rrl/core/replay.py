@@ -14,7 +14,7 @@ step later (more of a correct solution given) and an all-pass group one step ear
 moves the other way round (a longer failed prefix is a harder start). Entries never restarted are
 retired after --rrl_untried_ttl steps.
 
-With --rrl_retry_unsolved a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
+With --rrl_retry_unsolved (auto: with the agree scorer) a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
 no prefix, ranked below every cut): its restart group samples the prompt again at the restart
 temperature in the restart slots the cuts leave free, and a mixed retry group is mined like any mixed
 restart group.
@@ -80,6 +80,8 @@ class RetrospectiveReplay:
         self.step_checker = step_checker
         self.both_ways = c.policy == "passrate"  # head starts AND handicaps (Prefix Sampling)
         self.cut_control = c.cut_control == "on" or (c.cut_control == "auto" and c.policy == "passrate")
+        # hard prompts nothing solved are retried (empty prefix) where agree needs a success to agree with
+        self.retries = c.enable and (c.retry_unsolved == "on" or (c.retry_unsolved == "auto" and c.scorer == "agree"))
         # verified prefixes are needed by the checker scorer, passrate's head starts, and cut control
         self._wants_verified = c.scorer == "checker" or self.both_ways or self.cut_control
         self.buffer = ReplayBuffer(capacity=c.buffer_capacity, per_prompt_capacity=c.per_prompt_capacity,
@@ -210,7 +212,7 @@ class RetrospectiveReplay:
         self._verify([t for group, _, _ in mined for t in group])
         candidates = []
         for group, rate, handicap in mined:
-            if c.retry_unsolved and not handicap and group[0].prefix_len == 0 and not any(t.success for t in group):
+            if self.retries and not handicap and group[0].prefix_len == 0 and not any(t.success for t in group):
                 group[0].group_success_rate = rate
                 candidates.append((RETRY_SCORE, 0, group[0], False))  # a retry: the prompt itself, hot
             counts.mined_rollouts += len(group)

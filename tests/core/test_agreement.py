@@ -40,6 +40,7 @@ def test_a_group_without_a_success_stays_unverified():
 
 
 def _replay(**kw):
+    kw.setdefault("retry_unsolved", "off")  # the cuts agreement gives (retries: test_retry_unsolved.py)
     cfg = RRLConfig(enable=True, scorer="agree", replay_share=0.5, start_step=0, warmup_steps=0, seed=0,
                     admit_per_step=8, **kw)
     # a step checker handed in by the code is never asked: agreement is the only verifier

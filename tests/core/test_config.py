@@ -33,12 +33,12 @@ VALUES = {
     "max_prefix_tokens": ("512", 512), "cut_every": ("16", 16), "boundary_tokens": ("13,198", (13, 198)),
     "admit_per_step": ("7", 7), "max_restarts_per_prompt": ("2", 2), "retire_solved_rate": ("0.9", 0.9),
     "retire_dead_after": ("32", 32), "restart_temperature": ("1.2", 1.2), "buffer_path": ("/tmp/b.jsonl", "/tmp/b.jsonl"),
-    "seed": ("9", 9), "cut_control": ("on", "on"), "untried_ttl": ("20", 20), "idle_warn_steps": ("5", 5),
+    "seed": ("9", 9), "cut_control": ("on", "on"), "retry_unsolved": ("off", "off"), "untried_ttl": ("20", 20), "idle_warn_steps": ("5", 5),
     "loss_norm": ("trained", "trained"), "buffer_call_timeout": ("30", 30.0), "displaced_prompts": ("drop", "drop"),
     "logprob_temperature": ("sampled", "sampled"),
     "step_checker": (__file__, __file__),  # any existing file parses; it is loaded by RetrospectiveReplay
 }
-FLAGS = {"enable", "train_prefix", "agree_probes", "retry_unsolved"}
+FLAGS = {"enable", "train_prefix", "agree_probes"}
 
 
 def test_every_field_has_a_flag_and_a_test_value():

@@ -31,7 +31,7 @@ def _outcomes_only(group):
                        prefix_len=t.prefix_len) for t in group]
 
 
-@pytest.mark.parametrize("opts", [dict(scorer="agree"), dict(scorer="agree", retry_unsolved=True),
+@pytest.mark.parametrize("opts", [dict(scorer="agree"), dict(scorer="agree", retry_unsolved="on"),
                                   dict(scorer="agree", agree_probes=True, cut_every=2),
                                   dict(scorer="reward", cut_every=2), dict(scorer="critic"),
                                   dict(scorer="agree", policy="passrate"), dict(scorer="mc", cut_every=2)])

@@ -24,13 +24,14 @@ def lost(ref, tag=60):
 
 
 def _replay(**kw):
-    cfg = RRLConfig(enable=True, scorer="agree", replay_share=0.5, start_step=0, warmup_steps=0, seed=0,
+    kw.setdefault("scorer", "agree")
+    cfg = RRLConfig(enable=True, replay_share=0.5, start_step=0, warmup_steps=0, seed=0,
                     admit_per_step=8, restart_temperature=2.0, **kw)
     return RetrospectiveReplay(cfg)
 
 
 def test_an_all_fail_hard_group_becomes_one_retry_of_its_prompt():
-    rrl = _replay(retry_unsolved=True)
+    rrl = _replay(retry_unsolved="on")
     m = rrl.observe([GroupPlan(prompt=P)], [lost(P)], step=1)
     (entry,) = rrl.buffer.entries()
     assert entry.retry and entry.prefix_ids == () and entry.prompt_ids == P.prompt_ids
@@ -40,18 +41,20 @@ def test_an_all_fail_hard_group_becomes_one_retry_of_its_prompt():
     assert len(rrl.buffer) == 1
 
 
-def test_without_the_flag_or_with_a_success_there_is_no_retry():
-    rrl = _replay()
+def test_auto_retries_with_agree_only_and_off_or_a_success_means_no_retry():
+    assert _replay().retries and not _replay(scorer="reward").retries and not _replay(scorer="checker").retries
+    assert _replay(scorer="reward", retry_unsolved="on").retries
+    rrl = _replay(retry_unsolved="off")
     rrl.observe([GroupPlan(prompt=P)], [lost(P)], step=1)
     assert len(rrl.buffer) == 0
-    rrl = _replay(retry_unsolved=True)
+    rrl = _replay(retry_unsolved="on")
     mixed = [traj(P, WIN, True)] + lost(P)[1:]
     rrl.observe([GroupPlan(prompt=P)], [mixed], step=1)
     assert rrl.buffer.entries() and not any(e.retry for e in rrl.buffer.entries())
 
 
 def test_a_retry_restarts_from_the_prompt_hot_and_its_mixed_group_is_mined():
-    rrl = _replay(retry_unsolved=True)
+    rrl = _replay(retry_unsolved="on")
     rrl.observe([GroupPlan(prompt=P)], [lost(P)], step=1)
     plans = rrl.plan([Q, Q], step=2)
     restart = plans[-1]
@@ -64,7 +67,7 @@ def test_a_retry_restarts_from_the_prompt_hot_and_its_mixed_group_is_mined():
 
 
 def test_cuts_take_the_restart_slots_first_and_retries_fill_the_rest():
-    rrl = _replay(retry_unsolved=True)
+    rrl = _replay(retry_unsolved="on")
     refs = [PromptRef(f"R{i}", (5, i), label="r") for i in range(6)]
     rrl.observe([GroupPlan(prompt=r) for r in refs], [lost(r) for r in refs], step=1)
     mixed = [traj(P, WIN, True)] + [traj(P, WIN[:6] + (80 + j,) * 4, False) for j in range(7)]
@@ -92,7 +95,7 @@ def test_the_buffer_keeps_no_prefix_only_for_a_retry_and_files_round_trip_it(tmp
 
 
 def test_cut_control_leaves_a_retry_where_it_is():
-    rrl = _replay(retry_unsolved=True, policy="passrate")
+    rrl = _replay(retry_unsolved="on", policy="passrate")
     rrl.observe([GroupPlan(prompt=P)], [lost(P)], step=1)
     (entry,) = rrl.buffer.entries()
     plan = GroupPlan(prompt=P, prefix_ids=(), entry_key=entry.key, temperature=2.0)
