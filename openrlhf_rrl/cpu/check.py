@@ -12,7 +12,9 @@ import os
 from . import CpuModeError, gpu_visible
 from .patches import PATCHES
 
-VLLM_VERSIONS = ("0.32.0",)  # the patches use its StatelessProcessGroup.broadcast and reload_weights
+# the patches use their StatelessProcessGroup.broadcast and the CPU model runner's reload_weights; 0.29.0 is
+# the vLLM that OpenRLHF 0.11.2's GPU install pins (scripts/test_vllm_release.sh 0.29.0 runs the tests on it)
+VLLM_VERSIONS = ("0.29.0", "0.32.0")
 
 
 def source_sha(path: str, qualname: str) -> str | None:

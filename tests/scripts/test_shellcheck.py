@@ -32,7 +32,8 @@ def shellcheck():
 
 
 # the project's own shell scripts (set-up, tests, benchmarks, CI) are held to the same bar
-PROJECT_SCRIPTS = ["scripts/bootstrap.sh", "scripts/env.sh", "scripts/test.sh", "scripts/demo.sh",
+PROJECT_SCRIPTS = ["scripts/bootstrap.sh", "scripts/env.sh", "scripts/test.sh", "scripts/test_vllm_release.sh",
+                   "scripts/demo.sh",
                    "benchmarks/gpu_grid.sh", "benchmarks/fair_grid.sh", ".ci/run"]
 
 
