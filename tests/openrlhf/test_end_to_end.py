@@ -53,7 +53,8 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     audit, rewards, tb = tmp_path / "restarts.jsonl", tmp_path / "rewards.jsonl", tmp_path / "tb"
     run = pipeline.run_launcher(pipeline.base_args(tiny, str(tmp_path / "ckpt"), "group_norm", max_samples=8, extra=[
         "--rrl_cpu_mode", *CUT_ALL, "--actor.adam.lr", "1e-2", "--ckpt.disable_ds", "--logger.tensorboard_dir", str(tb),
-        "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled"]),
+        "--rrl_restart_temperature", "2", "--rrl_logprob_temperature", "sampled",
+        "--algo.kl.init_coef", "0.01"]),  # KL on: the reference model is loaded and sees the rows' temperatures
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
     # 8 prompts, 4 a batch: step 1 all fresh (empty buffer); step 2 restarts k (at most 2) and defers k
     # prompts; step 3 rolls those k out (the loader has run dry: no restart). With --rrl_displaced_prompts
@@ -73,6 +74,9 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     # what the importance correction compares with) match the actor's: the rows are on-policy, weight 1
     assert run.steps[1]["rrl/temperature"] > 1.0 and run.steps[0]["rrl/temperature"] == 1.0
     assert max(s["actor_grad_norm"] for s in run.steps) > 0
+    # KL to the reference model: none before the first update, then the moved policy parts from it
+    assert abs(run.steps[0]["kl"]) < SYNCED_VLLM_KL and max(s["kl"] for s in run.steps[1:]) > 0, \
+        [s["kl"] for s in run.steps]
     # each restart row's masked prefix reached the policy actor, whose loss normaliser counts it (--rrl_loss_norm)
     assert "--rrl_loss_norm response: the token-mean counts restart prefix tokens" in run.output
     assert max(s.get("rrl/masked_prefix_tokens", 0.0) for s in run.steps) > 0
