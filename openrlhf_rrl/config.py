@@ -55,6 +55,17 @@ def logprob_temperature_for(config: "RRLConfig", run_temperature: float, packing
     return "sampled" if config.enable and hot and not packing else "run"
 
 
+def retry_unsolved_for(config: "RRLConfig", run_temperature: float) -> str:
+    """on or off: --rrl_retry_unsolved, with auto decided as both front ends do. auto is on with the agree
+    scorer where restart groups sample hotter than the run: a retry at the run's own temperature repeats a
+    prompt that just failed n times the same way (on the chain task it fell below the baseline, 0.068 vs
+    0.115, where retries at temperature 2 were ahead on every seed: docs/measurements/)."""
+    if config.retry_unsolved != "auto":
+        return config.retry_unsolved
+    hot = config.restart_temperature is not None and config.restart_temperature > run_temperature
+    return "on" if config.enable and config.scorer == "agree" and hot else "off"
+
+
 def _agree_cannot_act(samples_per_prompt: int, hard_threshold: float) -> str | None:
     """Why --rrl_scorer agree could never cut in this run, or None: it needs a hard group that holds a success,
     and one success in a group of n is a success rate of 1/n."""
@@ -227,7 +238,9 @@ class RRLConfig:
         "leave free (retries score far below every cut, and are evicted first). A success there gives the agree "
         "scorer a success to agree with; a retry that never succeeds retires as dead (--rrl_retire_dead_after). "
         "It is replay's own way to sample the prompts it knows are hard again, where the run samples every "
-        "prompt at one temperature (OpenRLHF). auto: on with --rrl_scorer agree (docs/measurements/).",
+        "prompt at one temperature (OpenRLHF). auto: on with --rrl_scorer agree where --rrl_restart_temperature is "
+        "above the run's temperature (the embedded runner's default, 2; in OpenRLHF set it): a retry at the "
+        "run's own temperature repeats what just failed and measured below the baseline (docs/measurements/).",
         choices=RETRY_MODES)
 
     # Buffer policy: what is kept, replayed first, and retired

@@ -14,7 +14,7 @@ step later (more of a correct solution given) and an all-pass group one step ear
 moves the other way round (a longer failed prefix is a harder start). Entries never restarted are
 retired after --rrl_untried_ttl steps.
 
-With --rrl_retry_unsolved (auto: with the agree scorer) a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
+With --rrl_retry_unsolved (auto: with the agree scorer and hot restarts) a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
 no prefix, ranked below every cut): its restart group samples the prompt again at the restart
 temperature in the restart slots the cuts leave free, and a mixed retry group is mined like any mixed
 restart group.
@@ -80,8 +80,10 @@ class RetrospectiveReplay:
         self.step_checker = step_checker
         self.both_ways = c.policy == "passrate"  # head starts AND handicaps (Prefix Sampling)
         self.cut_control = c.cut_control == "on" or (c.cut_control == "auto" and c.policy == "passrate")
-        # hard prompts nothing solved are retried (empty prefix) where agree needs a success to agree with
-        self.retries = c.enable and (c.retry_unsolved == "on" or (c.retry_unsolved == "auto" and c.scorer == "agree"))
+        # hard prompts nothing solved are retried (empty prefix) where agree needs a success to agree with; the
+        # front ends decide auto with the run's temperature (config.retry_unsolved_for), here it means hot restarts
+        self.retries = c.enable and (c.retry_unsolved == "on" or (
+            c.retry_unsolved == "auto" and c.scorer == "agree" and c.restart_temperature is not None))
         # verified prefixes are needed by the checker scorer, passrate's head starts, and cut control
         self._wants_verified = c.scorer == "checker" or self.both_ways or self.cut_control
         self.buffer = ReplayBuffer(capacity=c.buffer_capacity, per_prompt_capacity=c.per_prompt_capacity,

@@ -3,7 +3,7 @@ stop the launcher before anything starts, with one line naming the flag to chang
 
 from __future__ import annotations
 
-from ..config import RRLConfig, logprob_temperature_for, resolve_scorer
+from ..config import RRLConfig, logprob_temperature_for, resolve_scorer, retry_unsolved_for
 from ..core.errors import RRLConfigError
 from ..core.planner import restart_slots
 
@@ -52,6 +52,7 @@ def resolve_rrl_config(args, scorer_given: bool) -> RRLConfig:
                    int(args.rollout.n_samples_per_prompt))
     config.logprob_temperature = logprob_temperature_for(config, float(args.rollout.temperature),
                                                          packing=bool(args.ds.packing_samples))
+    config.retry_unsolved = retry_unsolved_for(config, float(args.rollout.temperature))
     if config.scorer == "critic" and not has_critic(args):
         raise RRLConfigError(f"--rrl_scorer: critic needs a critic, and --algo.advantage.estimator {estimator} "
                              f"has none (use gae, or --rrl_scorer agree, reward or mc)")

@@ -16,14 +16,14 @@ import copy
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from openrlhf_rrl.atomic import atomic_write
-from openrlhf_rrl.config import RRLConfig, logprob_temperature_for
+from openrlhf_rrl.config import RRLConfig, logprob_temperature_for, retry_unsolved_for
 from openrlhf_rrl.core.errors import RRLConfigError
 from openrlhf_rrl.core.planner import GroupPlan, PromptRef
 from openrlhf_rrl.core.replay import RetrospectiveReplay
@@ -110,10 +110,11 @@ class Trainer:
                                  "--rrl_step_checker FILE.py)")
         self.step_checker = step_checker
         self.logprob_temperature = logprob_temperature_for(cfg.rrl, cfg.temperature)  # run or sampled
+        self.retry_unsolved = retry_unsolved_for(cfg.rrl, cfg.temperature)  # on or off
         self.replay = None
         if cfg.rrl.enable:
-            self.replay = RetrospectiveReplay(cfg.rrl, step_checker=step_checker,
-                                              stop_token_ids=(tokenizer.eos_token_id,))
+            self.replay = RetrospectiveReplay(replace(cfg.rrl, retry_unsolved=self.retry_unsolved),
+                                              step_checker=step_checker, stop_token_ids=(tokenizer.eos_token_id,))
         self._items: dict[str, PromptItem] = {}
         self._eval_sets = None
         self.state = RunState(cfg.seed, self.device)
@@ -414,6 +415,7 @@ class Trainer:
                 "rrl_overhead_pct": 100.0 * self.state.rrl_time_s / max(1e-9, self.state.train_time_s),
                 "config": jsonable(asdict(cfg)),
                 "logprob_temperature": self.logprob_temperature,  # what --rrl_logprob_temperature auto became
+                "retry_unsolved": self.retry_unsolved,  # what --rrl_retry_unsolved auto became
             }
             write_row(log, summary)
         return summary

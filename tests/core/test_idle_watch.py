@@ -58,10 +58,10 @@ def test_agree_without_a_success_to_agree_with_is_named(caplog):
     assert idle == [1, 2] and len(warnings) == 1
     assert ("the agree scorer found no cut point in 8 rollouts of hard prompts: none of the hard groups had a "
             "success to agree with") in warnings[0] and "--rrl_retry_unsolved" in warnings[0]
-    # by default (retries with agree) the unsolved hard prompt is kept and sampled again: replay is not idle
+    # by default (retries with agree and hot restarts) the unsolved hard prompt is kept and sampled again
     caplog.clear()
-    idle, warnings = run(RetrospectiveReplay(RRLConfig(enable=True, idle_warn_steps=2, scorer="agree")), 3,
-                         solved_only_by_easy, caplog)
+    hot = RRLConfig(enable=True, idle_warn_steps=2, scorer="agree", restart_temperature=2.0)
+    idle, warnings = run(RetrospectiveReplay(hot), 3, solved_only_by_easy, caplog)
     assert idle == [0, 0, 0] and warnings == []
 
 

@@ -2,7 +2,7 @@
 
 import random
 
-from openrlhf_rrl.config import RRLConfig
+from openrlhf_rrl.config import RRLConfig, retry_unsolved_for
 from openrlhf_rrl.core.buffer import ReplayBuffer
 from openrlhf_rrl.core.planner import GroupPlan, PromptRef
 from openrlhf_rrl.core.replay import RETRY_SCORE, RetrospectiveReplay
@@ -102,3 +102,13 @@ def test_cut_control_leaves_a_retry_where_it_is():
     m = rrl.observe([plan], [lost(P, tag=40)], step=2)
     assert m["rrl/cuts_moved_later"] == 0 and m["rrl/retry_groups"] == 1
     assert [e.prefix_ids for e in rrl.buffer.entries() if e.retry] == [()]
+
+
+def test_auto_means_agree_with_restarts_hotter_than_the_run():
+    agree = RRLConfig(enable=True, scorer="agree", restart_temperature=2.0)
+    assert retry_unsolved_for(agree, 1.0) == "on"
+    assert retry_unsolved_for(agree, 2.0) == "off"  # a retry at the run's own temperature repeats what failed
+    assert retry_unsolved_for(RRLConfig(enable=True, scorer="agree"), 1.0) == "off"  # restarts at the run's
+    assert retry_unsolved_for(RRLConfig(enable=True, scorer="checker", restart_temperature=2.0), 1.0) == "off"
+    assert retry_unsolved_for(RRLConfig(enable=True, scorer="checker", retry_unsolved="on"), 1.0) == "on"
+    assert retry_unsolved_for(RRLConfig(enable=False, scorer="agree", restart_temperature=2.0), 1.0) == "off"

@@ -52,6 +52,18 @@ def test_log_probs_follow_hot_restarts_unless_rows_are_packed_or_the_flag_is_giv
     assert check(parse("--rrl_enable", "--rrl_logprob_temperature", "sampled")).logprob_temperature == "sampled"
 
 
+def test_retries_come_on_with_agree_where_restarts_are_hotter_than_the_run(parse):
+    # GRPO (no critic: agree); OpenRLHF's default restart temperature is the run's own, where a retry would
+    # repeat what just failed
+    grpo = ("--rrl_enable", "--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "8")
+    assert check(parse(*grpo)).scorer == "agree" and check(parse(*grpo)).retry_unsolved == "off"
+    hot = (*grpo, "--rrl_restart_temperature", "1.5")
+    assert check(parse(*hot)).scorer == "agree" and check(parse(*hot)).retry_unsolved == "on"
+    assert check(parse(*hot, "--rollout.temperature", "1.5")).retry_unsolved == "off"  # not hotter than the run
+    assert check(parse(*hot, "--rrl_scorer", "reward"), scorer_given=True).retry_unsolved == "off"
+    assert check(parse(*grpo, "--rrl_retry_unsolved", "on")).retry_unsolved == "on"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--algo.advantage.estimator", "reinforce", "--rrl_scorer", "critic"],
      "--rrl_scorer: critic needs a critic, and --algo.advantage.estimator reinforce has none"),
