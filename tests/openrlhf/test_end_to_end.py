@@ -74,9 +74,10 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     # what the importance correction compares with) match the actor's: the rows are on-policy, weight 1
     assert run.steps[1]["rrl/temperature"] > 1.0 and run.steps[0]["rrl/temperature"] == 1.0
     assert max(s["actor_grad_norm"] for s in run.steps) > 0
-    # KL to the reference model: none before the first update, then the moved policy parts from it
-    assert abs(run.steps[0]["kl"]) < SYNCED_VLLM_KL and max(s["kl"] for s in run.steps[1:]) > 0, \
-        [s["kl"] for s in run.steps]
+    # KL to the reference model: none before the first update, then the moved policy parts from it (OpenRLHF's
+    # k1 estimate over 8 rows can come out negative: measured [0.0, 0.0, -0.009] and [0.0, ..., > 0])
+    kls = [s["kl"] for s in run.steps]
+    assert abs(kls[0]) < SYNCED_VLLM_KL and any(k != 0.0 for k in kls[1:]) and all(abs(k) < 1.0 for k in kls), kls
     # each restart row's masked prefix reached the policy actor, whose loss normaliser counts it (--rrl_loss_norm)
     assert "--rrl_loss_norm response: the token-mean counts restart prefix tokens" in run.output
     assert max(s.get("rrl/masked_prefix_tokens", 0.0) for s in run.steps) > 0
