@@ -18,6 +18,7 @@ from typing import Any
 
 from .core.errors import RRLConfigError
 from .core.policies import POLICY_NAMES
+from .core.replay import retries_on
 from .core.schedules import SCHEDULE_KINDS, check_cosine_span
 from .core.scoring import SCORER_NAMES
 from .flag_spec import FlagSpec
@@ -62,8 +63,7 @@ def retry_unsolved_for(config: "RRLConfig", run_temperature: float) -> str:
     0.115, where retries at temperature 2 were ahead on every seed: docs/measurements/)."""
     if config.retry_unsolved != "auto":
         return config.retry_unsolved
-    hot = config.restart_temperature is not None and config.restart_temperature > run_temperature
-    return "on" if config.enable and config.scorer == "agree" and hot else "off"
+    return "on" if retries_on(config, run_temperature) else "off"
 
 
 def _agree_cannot_act(samples_per_prompt: int, hard_threshold: float) -> str | None:

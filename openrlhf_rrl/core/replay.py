@@ -14,10 +14,10 @@ step later (more of a correct solution given) and an all-pass group one step ear
 moves the other way round (a longer failed prefix is a harder start). Entries never restarted are
 retired after --rrl_untried_ttl steps.
 
-With --rrl_retry_unsolved (auto: with the agree scorer and hot restarts) a hard prompt whose fresh group had no success is kept as a RETRY (an entry with
-no prefix, ranked below every cut): its restart group samples the prompt again at the restart
-temperature in the restart slots the cuts leave free, and a mixed retry group is mined like any mixed
-restart group.
+With --rrl_retry_unsolved (auto: with the agree scorer and hot restarts, retries_on) a hard prompt whose
+fresh group had no success is kept as a RETRY (an entry with no prefix, ranked below every cut): its
+restart group samples the prompt again at the restart temperature in the restart slots the cuts leave
+free, and a mixed retry group is mined like any mixed restart group.
 """
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ def reads_rollouts(config, is_restart: bool, wins) -> bool:
     return rate < config.hard_threshold or (config.policy == "passrate" and rate > 1.0 - config.hard_threshold)
 
 
+def retries_on(config, run_temperature: float | None = None) -> bool:
+    """--rrl_retry_unsolved as a decision. auto: with the agree scorer where restart groups sample hotter than
+    the run (a retry at the run's own temperature repeats what just failed and measured below the baseline);
+    without the run's temperature (run_temperature None) any set --rrl_restart_temperature counts as hotter.
+    Both front ends decide it with the run's temperature (config.retry_unsolved_for)."""
+    if config.retry_unsolved != "auto":
+        return bool(config.enable) and config.retry_unsolved == "on"
+    t = config.restart_temperature
+    hot = t is not None and (run_temperature is None or t > run_temperature)
+    return bool(config.enable) and config.scorer == "agree" and hot
+
+
 class RetrospectiveReplay:
     def __init__(self, config, step_checker=None, stop_token_ids=()):
         """config: an RRLConfig. step_checker(prompt_ids, response_ids, label) -> verified tokens (int) or
@@ -80,10 +92,7 @@ class RetrospectiveReplay:
         self.step_checker = step_checker
         self.both_ways = c.policy == "passrate"  # head starts AND handicaps (Prefix Sampling)
         self.cut_control = c.cut_control == "on" or (c.cut_control == "auto" and c.policy == "passrate")
-        # hard prompts nothing solved are retried (empty prefix) where agree needs a success to agree with; the
-        # front ends decide auto with the run's temperature (config.retry_unsolved_for), here it means hot restarts
-        self.retries = c.enable and (c.retry_unsolved == "on" or (
-            c.retry_unsolved == "auto" and c.scorer == "agree" and c.restart_temperature is not None))
+        self.retries = retries_on(c)  # hard prompts nothing solved are kept and sampled again (empty prefix)
         # verified prefixes are needed by the checker scorer, passrate's head starts, and cut control
         self._wants_verified = c.scorer == "checker" or self.both_ways or self.cut_control
         self.buffer = ReplayBuffer(capacity=c.buffer_capacity, per_prompt_capacity=c.per_prompt_capacity,
@@ -214,11 +223,11 @@ class RetrospectiveReplay:
         self._verify([t for group, _, _ in mined for t in group])
         candidates = []
         for group, rate, handicap in mined:
-            if self.retries and not handicap and group[0].prefix_len == 0 and not any(t.success for t in group):
-                group[0].group_success_rate = rate
+            has_success = any(t.success for t in group)
+            if self.retries and not handicap and group[0].prefix_len == 0 and not has_success:
                 candidates.append((RETRY_SCORE, 0, group[0], False))  # a retry: the prompt itself, hot
             counts.mined_rollouts += len(group)
-            counts.groups_with_success += any(t.success for t in group)
+            counts.groups_with_success += has_success
             for t in group:
                 counts.response_tokens += len(t.response_ids)
                 if not handicap:
