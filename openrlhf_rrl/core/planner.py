@@ -3,6 +3,10 @@
 The LAST round(share * n) fresh slots become restarts, so the batch size and the order in which
 prompts are drawn stay exactly as without RRL (the displaced prompts are simply not rolled out
 this step): a run with replay and one without see the same prompt stream and the same compute.
+
+A short batch (the last of a pass over the prompts) can ask for `fill` extra slots that only restarts
+take, appended after the prompts, so it trains at full size; with `displace=False` no prompt gives
+its slot up (a prompt displaced then could not be rolled out later in the pass).
 """
 
 from __future__ import annotations
@@ -59,9 +63,9 @@ class ReplayPlanner:
         return restart_slots(self.schedule(step), n_prompts)
 
     def plan(self, prompts: list[PromptRef], step: int, buffer: ReplayBuffer,
-             fresh_rates: dict | None = None) -> list[GroupPlan]:
+             fresh_rates: dict | None = None, fill: int = 0, displace: bool = True) -> list[GroupPlan]:
         n = len(prompts)
-        want = self.slots(n, step)
+        want = (self.slots(n, step) if displace else 0) + max(0, fill)
         self.last_slots = want
         chosen = []
         if want > 0 and len(buffer) > 0:
@@ -83,7 +87,8 @@ class ReplayPlanner:
                 if len(chosen) == want or ask >= reachable:
                     break
                 ask = min(reachable, 4 * ask)
-        plans = [GroupPlan(prompt=p) for p in prompts[: n - len(chosen)]]
+        displaced = max(0, len(chosen) - max(0, fill))  # the fill slots are taken first
+        plans = [GroupPlan(prompt=p) for p in prompts[: n - displaced]]
         for e in chosen:
             plans.append(GroupPlan(prompt=PromptRef(e.prompt_key, e.prompt_ids, e.label), prefix_ids=e.prefix_ids,
                                    prefix_logprobs=e.prefix_logprobs, entry_key=e.key,

@@ -126,14 +126,15 @@ class RetrospectiveReplay:
         self.idle_watch = IdleWatch(c.idle_warn_steps, c)
 
     # ------------------------------------------------------------------ plan
-    def plan(self, prompts: list[PromptRef], step: int) -> list[GroupPlan]:
+    def plan(self, prompts: list[PromptRef], step: int, fill: int = 0, displace: bool = True) -> list[GroupPlan]:
+        """One plan per prompt slot, then up to `fill` restarts in extra slots (a short batch topped up)."""
         t0 = time.perf_counter()
         if not self.config.enable:
             plans = [GroupPlan(prompt=p) for p in prompts]
         else:
             self._retired_at_plan = dict(self.buffer.retired_counts)  # so this step's metrics count review bans
             self.apply_review()
-            plans = self.planner.plan(prompts, step, self.buffer, self.fresh_rates)
+            plans = self.planner.plan(prompts, step, self.buffer, self.fresh_rates, fill=fill, displace=displace)
         self._plan_seconds += time.perf_counter() - t0
         return plans
 

@@ -55,12 +55,13 @@ class ReplayBufferActor:
             self.load(restore_path)
 
     # -------------------------------------------------------------- the two calls of a step
-    def plan(self, prompts: list[dict]) -> list[dict]:
-        """prompts: [{key, prompt_ids, label, text}] -> one plan dict per prompt slot (same length)."""
+    def plan(self, prompts: list[dict], fill: int = 0, displace: bool = True) -> list[dict]:
+        """prompts: [{key, prompt_ids, label, text}] -> one plan dict per prompt slot (same length), then up
+        to `fill` restarts in extra slots; displace=False keeps every prompt (core/planner.py)."""
         refs = [PromptRef(p["key"], tuple(p["prompt_ids"]), p.get("label")) for p in prompts]
         texts = {p["key"]: p.get("text") for p in prompts}
         out = []
-        for plan in self.rrl.plan(refs, self.step):
+        for plan in self.rrl.plan(refs, self.step, fill=fill, displace=displace):
             key = plan.prompt.key
             out.append({
                 "restart": plan.is_restart, "key": key, "prompt_ids": list(plan.prompt.prompt_ids),
@@ -219,10 +220,11 @@ class ReplayBufferClient:
         self.last_saved = self.rescue_path
 
     # -------------------------------------------------------------- the calls
-    def plan(self, prompts: list[dict]) -> list[dict]:
+    def plan(self, prompts: list[dict], fill: int = 0, displace: bool = True) -> list[dict]:
         fresh = [dict(p, restart=False, prefix_ids=[], prefix_logprobs=None, entry_key=None, temperature=None)
                  for p in prompts]
-        return self._call("plan", prompts, fallback=fresh, what="this batch uses fresh prompts only")
+        return self._call("plan", prompts, fill, displace, fallback=fresh,
+                          what="this batch uses fresh prompts only")
 
     def observe(self, groups: list[dict]) -> dict:
         metrics = self._call("observe", groups, fallback=None, what="this batch is not recorded in the buffer")

@@ -7,9 +7,11 @@ batch and, for the plan's restart slots, routes the call to the engine's generat
 so OpenRLHF's grouping of n consecutive samples (advantages, filtering) holds as it is. Evaluation
 and dynamic-filtering refills stay fresh.
 
-Two promises to the user's recipe are kept here as well:
+Three promises to the user's recipe are kept here as well:
 - the dataset prompt whose slot a restart takes is deferred to the next batch (PromptQueue), so an
   episode still rolls out every prompt once (--rrl_displaced_prompts defer; drop is the old behaviour);
+- the last, short batch of a pass is topped up with restarts to full size (trimmed to whole micro-batches
+  per data-parallel rank where the buffer cannot fill it), so several ranks train it in step;
 - the groups dynamic filtering drops (all-pass, all-fail) are still handed to the buffer: they ride
   with the batch's first sample (FILTERED_ATTR) to the experience maker, which observes them with the
   trained ones. They stay out of training, as the user asked.
@@ -18,11 +20,13 @@ Two promises to the user's recipe are kept here as well:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from copy import deepcopy
 
 import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+from openrlhf.utils.logging_utils import init_logger
 
 from .row_temperature import TEMPERATURE_KEY
 
@@ -34,10 +38,35 @@ FILTERED_ATTR = "rrl_filtered"
 # trainer saves with a checkpoint so a resumed run still rolls them out
 DEFERRED_ATTR = "rrl_deferred"
 
+logger = init_logger(__name__)
+
 
 def prompt_key(prompt: str) -> str:
     """A prompt's identity in the buffer: a hash of its text (stable across processes and resumes)."""
     return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def data_parallel_size(args) -> int:
+    """How many chunks OpenRLHF cuts a batch into: the least common multiple of the data-parallel sizes of
+    the model groups it is split over (the policy and, where they exist, the reference, critic and reward
+    models; ring- and tensor-parallel copies share one chunk)."""
+    copies = max(1, args.ds.ring_attn_size * args.ds.tensor_parallel_size)
+    groups = [args.actor]
+    if args.algo.kl.init_coef > 0:
+        groups.append(args.ref)
+    if args.critic.model_name_or_path:
+        groups.append(args.critic)
+    if not args.reward.remote_url:
+        groups.append(args.reward)
+    return math.lcm(*(max(1, g.num_nodes * g.num_gpus_per_node // copies) for g in groups))
+
+
+def even_sample_count(samples: int, group: int, micro: int, ranks: int) -> int:
+    """The most samples, at most `samples`, that are whole groups and give each of `ranks` ranks the same
+    number of whole micro-batches (OpenRLHF cuts a batch into micro-batches, then into one contiguous chunk
+    of them per rank: 3 micro-batches over 2 ranks leave one rank a step behind in every collective)."""
+    unit = math.lcm(group, micro * ranks)
+    return samples // unit * unit
 
 
 class _RoutingCall:
@@ -128,11 +157,39 @@ class ReplaySamplesGenerator(SamplesGenerator):
             rollout_samples, *rest = super().generate_samples(**generate_kwargs)
         finally:
             self._plan_next_dispatch = False
+        if rollout_samples and len(rollout_samples) < self.args.rollout.batch_size * self.args.rollout.n_samples_per_prompt:
+            rollout_samples = self._even_over_ranks(rollout_samples)
         if rollout_samples:
             setattr(rollout_samples[0], FILTERED_ATTR, self._filtered)
             setattr(rollout_samples[0], DEFERRED_ATTR, self.deferred_prompts())
             self._filtered = []
         return (rollout_samples, *rest)
+
+    def _batch_prompts(self) -> int:
+        """Prompts per vLLM call: OpenRLHF's --rollout.vllm_generate_batch_size, else the batch size."""
+        return getattr(self.args.rollout, "vllm_generate_batch_size", None) or self.args.rollout.batch_size
+
+    def _even_over_ranks(self, samples: list) -> list:
+        """A short batch the restarts could not top up (a small buffer, dynamic filtering at the end of the
+        data) trimmed to a size every data-parallel rank trains in step: restart groups leave first, then
+        the last fresh groups. The buffer still sees the groups left out (they ride as filtered groups)."""
+        ranks = data_parallel_size(self.args)
+        if ranks <= 1 or self.args.train.dynamic_batch_enable:  # dynamic batching balances the ranks itself
+            return samples
+        n = self.args.rollout.n_samples_per_prompt
+        keep = even_sample_count(len(samples), n, self.args.rollout.micro_batch_size, ranks) // n
+        groups = [samples[i:i + n] for i in range(0, len(samples), n)]
+        if keep >= len(groups):
+            return samples
+        leave = sorted(range(len(groups)), key=lambda i: (not groups[i][0].rrl.get("restart"), -i))
+        leave = set(leave[:len(groups) - keep])
+        # the buffer reads a group's reward from its raw samples: a reward model's comes later, in training
+        seen = [e for i in sorted(leave) for e in groups[i] if "reward" in e.info]
+        self._filtered.extend(seen)
+        logger.warning(f"[openrlhf-rrl] a short batch of {len(groups)} groups: {len(leave)} left out of training so "
+                       f"each of {ranks} data-parallel ranks trains whole micro-batches in step"
+                       + (" (the buffer still sees them)" if seen else ""))
+        return [e for i, g in enumerate(groups) if i not in leave for e in g]
 
     def deferred_prompts(self) -> list:
         """The displaced prompts not yet rolled out, as (prompt, label) pairs: saved with a checkpoint."""
@@ -162,17 +219,23 @@ class ReplaySamplesGenerator(SamplesGenerator):
         if self._evaluating or not self._plan_next_dispatch or any(images or []):
             return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
         self._plan_next_dispatch = False
-        if self.defer_displaced and (self._queue is None or self._queue.drained):
-            # the pass's last batch: a prompt displaced now could not be rolled out in this pass
+        # the pass's last batch: a prompt displaced now could not be rolled out in this pass
+        last_of_pass = self.defer_displaced and (self._queue is None or self._queue.drained)
+        # a short batch (the loader ran dry) is topped up with restarts to full size: OpenRLHF splits a
+        # batch over its data-parallel ranks, and a short one can leave them with unequal micro-batch
+        # counts, one rank then waiting in a collective the others never enter
+        fill = max(0, self._batch_prompts() - len(prompts))
+        if last_of_pass and not fill:
             return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
         plans = self.buffer.plan([{"key": prompt_key(p), "prompt_ids": [], "label": lab, "text": p}
-                                  for p, lab in zip(prompts, labels)])
+                                  for p, lab in zip(prompts, labels)], fill=fill, displace=not last_of_pass)
         for plan in plans:
             plan["train_prefix"] = self.train_prefix
             if plan["restart"] and not plan.get("text"):  # a buffer restored without its prompt texts
                 plan["text"] = self.tokenizer.decode(plan["prompt_ids"], skip_special_tokens=False)
+        kept = sum(not plan["restart"] for plan in plans)  # the prompts before the first restart slot
         if self.defer_displaced:
-            self._queue.defer((p, lab, None) for p, lab, plan in zip(prompts, labels, plans) if plan["restart"])
+            self._queue.defer((p, lab, None) for p, lab in zip(prompts[kept:], labels[kept:]))
         engines, route = self.vllm_engines, iter(plans)
         self.vllm_engines = [_RoutingEngine(e, route) for e in engines]
         try:

@@ -84,3 +84,17 @@ def test_no_restarts_before_start_step(make_state):
 def test_group_plan_is_restart():
     assert not GroupPlan(PromptRef("a", (1,))).is_restart
     assert GroupPlan(PromptRef("a", (1,)), prefix_ids=(2,), entry_key="k").is_restart
+
+
+def test_fill_slots_append_restarts_after_every_prompt_and_are_taken_before_any_prompt_is_displaced(make_state):
+    ps = prompts(3)  # a pass's short last batch of a 6-prompt batch size
+    plans = planner(0.5).plan(ps, 0, buffer_with(make_state, 10), {}, fill=3, displace=False)
+    assert [p.prompt for p in plans[:3]] == ps and all(p.is_restart for p in plans[3:]) and len(plans) == 6
+    # displacing as usual (drop): round(0.5 * 3) = 2 prompts give their slots up, on top of the 3 filled
+    plans = planner(0.5).plan(ps, 0, buffer_with(make_state, 10), {}, fill=3)
+    assert [p.prompt for p in plans[:1]] == ps[:1] and sum(p.is_restart for p in plans) == 5 and len(plans) == 6
+    # a buffer of 2 entries fills 2 of the 3 extra slots and displaces nobody
+    plans = planner(0.5).plan(ps, 0, buffer_with(make_state, 2), {}, fill=3)
+    assert [p.prompt for p in plans[:3]] == ps and sum(p.is_restart for p in plans) == 2
+    plans = planner(0.5).plan(ps, 0, ReplayBuffer(), {}, fill=3)
+    assert [p.prompt for p in plans] == ps  # an empty buffer: the batch stays short

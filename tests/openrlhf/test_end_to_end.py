@@ -57,11 +57,13 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
         "--algo.kl.init_coef", "0.01"]),  # KL on: the reference model is loaded and sees the rows' temperatures
         {"RRL_ROLLOUT_LOG": str(audit), "RRL_TEST_REWARD_LOG": str(rewards)})
     # 8 prompts, 4 a batch: step 1 all fresh (empty buffer); step 2 restarts k (at most 2) and defers k
-    # prompts; step 3 rolls those k out (the loader has run dry: no restart). With --rrl_displaced_prompts
-    # drop: 2 steps, and k prompts never rolled out.
+    # prompts; step 3 rolls those k out (the loader has run dry: no prompt is displaced) and restarts fill
+    # its empty slots, as many as the buffer holds prompts for. With --rrl_displaced_prompts drop: 2 steps,
+    # and k prompts never rolled out.
     assert_ok(run, 3)
-    k = int(run.steps[1]["rrl/restart_groups"])
-    assert [s["rrl/restart_groups"] for s in run.steps] == [0, k, 0] and k in (1, 2)
+    k, filled = int(run.steps[1]["rrl/restart_groups"]), int(run.steps[2]["rrl/restart_groups"])
+    assert run.steps[0]["rrl/restart_groups"] == 0 and k in (1, 2) and 1 <= filled <= 4 - k
+    assert [s["rollout/num_samples"] for s in run.steps] == [8, 8, 2 * (k + filled)]
     assert "CPU patch vllm_worker_cpu_reload" in run.output and "--vllm.sync_backend nccl -> gloo" in run.output
 
     # restarts happened (rrl metrics in OpenRLHF's step log)
@@ -84,7 +86,7 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
 
     restarts = read_jsonl(audit)
     calls = read_jsonl(rewards)
-    assert len(restarts) == 2 * k and len(calls) == 8 + 8 + 2 * k
+    assert len(restarts) == 2 * (k + filled) and len(calls) == 8 + 8 + 2 * (k + filled)
     # every dataset prompt rolled out fresh exactly once (one group of 2), restarts or not
     assert fresh_rows_per_prompt(calls, restarts) == dict.fromkeys({c["prompt"] for c in calls}, 2)
     assert len({c["prompt"] for c in calls}) == 8

@@ -56,10 +56,11 @@ def generator_args(*flags):
 
     return hierarchize(launcher_parser().parse_args([
         "--rrl_enable", "--rollout.n_samples_per_prompt", str(N), "--rollout.batch_size", "4",
-        "--vllm.num_engines", "1", *flags]))
+        "--vllm.num_engines", "1", "--actor.num_gpus_per_node", "1", "--ref.num_gpus_per_node", "1", "--reward.remote_url", "reward.py",
+        *flags]))
 
 
-def one_episode(name, defer, rewards, *flags):
+def one_episode(name, defer, rewards, *flags, seeds=SEEDS, dataset=DATASET):
     """Run generate_samples until the episode ends: [(rollout_samples, filtered samples)] per batch."""
     from openrlhf_rrl.config import RRLConfig
     from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
@@ -67,13 +68,13 @@ def one_episode(name, defer, rewards, *flags):
 
     config = RRLConfig(enable=True, scorer="reward", replay_share=0.5, cut_every=1, hard_threshold=1.0, admit_per_step=8)
     buffer = ReplayBufferClient(config.to_dict(), owner=True, name=name)
-    for i, seed in enumerate(SEEDS):  # a failed group of each seed prompt: the buffer holds restart states of both
+    for i, seed in enumerate(seeds):  # a failed group of each seed prompt: the buffer holds restart states of both
         traj = {"prompt_key": prompt_key(seed), "prompt_ids": [5, 6 + i], "response_ids": [9, 10, 11, 13],
                 "reward": 0.0, "success": False, "label": "l", "logprobs": None, "values": None, "prefix_len": 0,
                 "eos": False}
         plan = {"key": prompt_key(seed), "prompt_ids": [5, 6 + i], "label": "l", "prefix_ids": [], "entry_key": None}
         buffer.observe([{"plan": plan, "text": seed, "trajectories": [traj, dict(traj)]}])
-    loader = [(i, [p], ["l"], [None]) for i, p in enumerate(DATASET)]  # OpenRLHF's prompt loader: batches of 1
+    loader = [(i, [p], ["l"], [None]) for i, p in enumerate(dataset)]  # OpenRLHF's prompt loader: batches of 1
     generator = ReplaySamplesGenerator(strategy=SimpleNamespace(args=generator_args(*flags)), prompts_dataloader=loader,
                                        eval_dataloader=None, tokenizer=None, vllm_engines=[StubEngine.remote(rewards)],
                                        buffer=buffer, defer_displaced=defer)
@@ -98,12 +99,42 @@ def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(loc
     assert sorted(fresh) == DATASET  # each once, although restarts took slots
     restarts = [sum(s.rrl["restart"] for s in samples[::N]) for samples, _ in batches]
     # 2 of 4 slots restart while the loader lasts; the displaced prompts come first in the next batch; the
-    # pass's last (partial) batch plans no restart, since a prompt displaced there could not come back
-    assert restarts == [2, 2, 2, 0]
+    # pass's last batch (d6, d7: the loader ran dry) displaces no prompt, since one displaced there could not
+    # come back, and restarts fill its two empty slots: every batch trains at full size
+    assert restarts == [2, 2, 2, 2] and [len(samples) for samples, _ in batches] == [4 * N] * 4
     assert [fresh_prompts(samples) for samples, _ in batches] == [["d0", "d1"], ["d2", "d3"], ["d4", "d5"], ["d6", "d7"]]
 
     dropped = one_episode("rrl_test_drop", False, rewards)  # --rrl_displaced_prompts drop: the old behaviour
     assert [fresh_prompts(samples) for samples, _ in dropped] == [["d0", "d1"], ["d4", "d5"]]
+
+
+@pytest.mark.parametrize("ranks,kept,left_out", [(1, ["d4", "d5", "d6"], []), (2, ["d4", "d5"], ["d6"])])
+def test_a_short_batch_the_buffer_cannot_fill_is_trimmed_to_whole_micro_batches_on_every_rank(local_ray, ranks, kept,
+                                                                                               left_out):
+    # 7 prompts, 4 a batch, an empty buffer: the last batch is 3 groups, 6 samples. Over 2 ranks in micro-batches
+    # of 2 that is 3 micro-batches, one rank a step behind the other in every collective (a hang): 2 groups
+    # train, the last fresh one goes to the buffer only. One rank trains all 3.
+    batches = one_episode(f"rrl_test_trim{ranks}", False, dict.fromkeys(DATASET, 0.5), "--actor.num_gpus_per_node",
+                          str(ranks), "--rollout.micro_batch_size", "2", seeds=[], dataset=DATASET[:7])
+    (first, _), (last, filtered) = batches
+    assert len(first) == 4 * N and fresh_prompts(last) == kept and fresh_prompts(filtered) == left_out
+
+
+def test_the_data_parallel_size_counts_every_model_group_a_batch_is_split_over():
+    from openrlhf_rrl.openrlhf.samples_generator import data_parallel_size, even_sample_count
+
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "4")) == 4  # a reward file: no RM group
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "4", "--reward.remote_url", "",
+                                             "--reward.model_name_or_path", "rm", "--reward.num_gpus_per_node", "8")) == 8
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "4", "--algo.kl.init_coef", "0.01",
+                                             "--ref.num_gpus_per_node", "6")) == 12
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "4", "--algo.kl.init_coef", "0",
+                                             "--ref.num_gpus_per_node", "6")) == 4  # KL off: no reference model
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "4", "--ds.tensor_parallel_size", "2")) == 2
+    assert data_parallel_size(generator_args("--actor.num_gpus_per_node", "2", "--critic.model_name_or_path", "c",
+                                             "--critic.num_gpus_per_node", "3")) == 6
+    assert even_sample_count(6, group=2, micro=2, ranks=2) == 4 and even_sample_count(8, 2, 2, 2) == 8
+    assert even_sample_count(12, group=4, micro=3, ranks=2) == 12 and even_sample_count(11, 4, 3, 2) == 0
 
 
 def test_groups_the_dynamic_filter_drops_ride_with_the_batch_to_the_experience_maker(local_ray):
