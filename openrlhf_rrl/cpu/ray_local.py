@@ -83,27 +83,54 @@ def start_local_ray(args) -> None:
              log_to_driver=True)
 
 
-def serve(num_gpus: int = 8) -> None:
-    """Hold a CPU-mode Ray cluster open for other processes (e.g. OpenRLHF's own stock CLI in CPU mode):
-    prints RAY_ADDRESS=..., then waits until stdin closes or the process is terminated."""
+def serve(num_gpus: int = 8, nodes: int = 1) -> None:
+    """Hold a CPU-mode Ray cluster open for other processes (OpenRLHF's own stock CLI in CPU mode, a run
+    spread over several nodes): prints RAY_ADDRESS=..., then answers each `actors` line on stdin with one
+    JSON line (every actor's class, node, state and pid: where a run placed its parts) until stdin closes
+    or the process is terminated. With nodes > 1, that many raylets run on this machine (Ray's own
+    multi-node test cluster), num_gpus logical GPUs each: a rehearsal of a cluster on one machine."""
+    import json
     import signal
     import sys
 
     import ray
+    from ray.cluster_utils import Cluster
 
     os.environ.update(worker_env())
     temp_dir = ray_temp_dir()
     os.makedirs(temp_dir, exist_ok=True)
     os.environ.pop("RAY_ADDRESS", None)
-    ray.init(address="local", num_cpus=num_gpus + 4, num_gpus=num_gpus, include_dashboard=False,
-             _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
+    node = {"num_cpus": num_gpus + 4, "num_gpus": num_gpus, "node_ip_address": "127.0.0.1"}
+    cluster = None
+    if nodes > 1:
+        cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False, temp_dir=temp_dir,
+                                                                    object_store_memory=512 * 1024 ** 2))
+        for _ in range(nodes - 1):
+            cluster.add_node(**node, object_store_memory=512 * 1024 ** 2)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+    else:
+        ray.init(address="local", num_cpus=num_gpus + 4, num_gpus=num_gpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     print(f"RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
     try:
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "actors":
+                table = ray._private.state.actors()
+                print(json.dumps([{"class": a["ActorClassName"], "node": a["Address"]["NodeID"], "state": a["State"],
+                                   "pid": a.get("Pid"), "name": a.get("Name")} for a in table.values()]), flush=True)
     finally:
         ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
 
 
 if __name__ == "__main__":
-    serve()
+    import argparse
+
+    cli = argparse.ArgumentParser(description=serve.__doc__.splitlines()[0])
+    cli.add_argument("--nodes", type=int, default=1, help="raylets on this machine (a multi-node rehearsal)")
+    cli.add_argument("--gpus", type=int, default=8, help="logical GPUs per node (no process uses them)")
+    opts = cli.parse_args()
+    serve(opts.gpus, opts.nodes)

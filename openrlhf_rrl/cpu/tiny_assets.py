@@ -19,7 +19,8 @@ REWARD_FILE = '''"""OpenRLHF reward file of the chain task: 1 for the exact answ
 that vary even for a random model): half for the leading correct values, half for answering in values.
 
 Written as users write them: the response is query[len(prompt):]. With RRL_TEST_REWARD_LOG set (or
-LOG below), every call is appended there (the tests check what a restart's reward function saw).
+LOG below), every call is appended there with the calling process (the tests check what a restart's
+reward function saw, and which engine ran it).
 """
 import json
 import os
@@ -44,7 +45,8 @@ def reward_func(queries, prompts, labels, **kwargs):
         log = os.environ.get("RRL_TEST_REWARD_LOG") or LOG
         if log:
             with open(log, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"query": query, "prompt": prompt, "label": label, "reward": rewards[-1]}) + "\\n")
+                fh.write(json.dumps({"query": query, "prompt": prompt, "label": label, "reward": rewards[-1],
+                                     "pid": os.getpid()}) + "\\n")
     r = torch.tensor(rewards, dtype=torch.float32)
     return {"rewards": r, "scores": r.clone(), "extra_logs": {"exact": (r == 1.0).float()}}
 '''

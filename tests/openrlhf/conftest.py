@@ -180,31 +180,60 @@ def run_launcher(argv, env_extra=None) -> Run:
     return run_module("openrlhf_rrl.cli.train_ppo_ray", argv, env_extra)
 
 
+class HeldCluster:
+    """A CPU-mode Ray cluster held by a helper process (python -m openrlhf_rrl.cpu.ray_local); ended by
+    closing its stdin. actors() asks it where every actor ran (class, node, state, pid)."""
+
+    def __init__(self, *flags):
+        import json
+
+        self._json = json
+        env = dict(os.environ, RRL_CPU_MODE="1")
+        env.pop("RAY_ADDRESS", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "openrlhf_rrl.cpu.ray_local", *flags], cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.address, lines = None, []
+        for line in self.proc.stdout:
+            lines.append(line)
+            if line.startswith("RAY_ADDRESS="):
+                self.address = line.strip().split("=", 1)[1]
+                break
+        if self.address is None:
+            self.proc.kill()
+            raise RuntimeError("the CPU-mode Ray helper did not start:\n" + "".join(lines[-30:]))
+
+    def actors(self) -> list[dict]:
+        self.proc.stdin.write("actors\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("["):
+                return self._json.loads(line)
+        raise RuntimeError("the CPU-mode Ray helper ended without answering")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def cpu_ray_cluster():
-    """A CPU-mode Ray cluster held by a helper process (python -m openrlhf_rrl.cpu.ray_local), for runs of
-    OpenRLHF's own stock CLI, which cannot start one itself; ended by closing its stdin."""
-    env = dict(os.environ, RRL_CPU_MODE="1")
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "openrlhf_rrl.cpu.ray_local"], cwd=ROOT, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address = None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("RAY_ADDRESS="):
-            address = line.strip().split("=", 1)[1]
-            break
-    if address is None:
-        proc.kill()
-        raise RuntimeError("the CPU-mode Ray helper did not start:\n" + "".join(lines[-30:]))
-    yield address
-    proc.stdin.close()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """A CPU-mode Ray cluster for runs of OpenRLHF's own stock CLI, which cannot start one itself."""
+    cluster = HeldCluster()
+    yield cluster.address
+    cluster.close()
+
+
+@pytest.fixture
+def two_node_ray_cluster():
+    """Two raylets on this machine, one logical GPU each: OpenRLHF's placement then puts one rank of each
+    model group on each node, as on a cluster of two one-GPU machines."""
+    cluster = HeldCluster("--nodes", "2", "--gpus", "1")
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture(scope="session")

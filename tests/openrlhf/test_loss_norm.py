@@ -23,6 +23,10 @@ PREFIX = [10, 11, 12]
 
 @pytest.fixture(scope="module")
 def args():
+    return make_args()
+
+
+def make_args():
     from openrlhf.utils.config import hierarchize
 
     from openrlhf_rrl.config import RRLConfig
@@ -272,3 +276,30 @@ def test_dynamic_batching_needs_trained_norm(args):
         resolve_rrl_config(hierarchize(parser.parse_args(argv)), False)
     c = resolve_rrl_config(hierarchize(parser.parse_args(argv + ["--rrl.loss_norm", "trained"])), False)
     assert c.loss_norm == "trained"
+
+
+def test_response_norm_gives_the_same_gradient_on_two_data_parallel_ranks_as_on_one(tiny, tmp_path):
+    """The batch of a fresh and a restart group, on 1 rank (2 micro-batches) and on 2 (one each, over gloo:
+    the fresh group on rank 0, the restart on rank 1, so each rank alone counts different tokens):
+    the step's gradient is the same, because the prefix count is all-reduced with OpenRLHF's own."""
+    import os
+    import subprocess
+    import sys
+
+    worker = os.path.join(os.path.dirname(__file__), "loss_norm_rank.py")
+
+    def step_gradient(world, norm):
+        out, init = tmp_path / f"grad{world}{norm}.pt", tmp_path / f"init{world}{norm}"
+        procs = [subprocess.Popen([sys.executable, worker, str(r), str(world), str(init), tiny["model"], str(out), norm],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
+        logs = [p.communicate(timeout=600)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+        return torch.load(out)
+
+    one, two = step_gradient(1, "counting"), step_gradient(2, "counting")
+    assert one.abs().sum() > 0
+    assert torch.allclose(two, one, atol=1e-6, rtol=1e-5)
+    # OpenRLHF's own normaliser is rank-invariant too, and counts fewer tokens: a larger step
+    own = step_gradient(2, "own")
+    assert torch.allclose(own, step_gradient(1, "own"), atol=1e-6, rtol=1e-5)
+    assert own.norm() > one.norm() * 1.05
