@@ -97,7 +97,9 @@ def metrics_rows(tags: dict[str, dict[int, float]], wall_s: float) -> list[dict]
     tokens = sum(samples.get(s, 0.0) * lengths.get(s, 0.0) for s in train_steps)
     step_total = [tags.get("train/timing/step_total", {}).get(s) for s in train_steps]
     step_total = [t for t in step_total if t is not None]
-    overhead = sum(tags.get("train/rrl/overhead_s", {}).values())
+    # RRL's cost as the trainer sees it (buffer actor calls with their Ray round trips); older runs logged
+    # only the buffer actor's own compute
+    overhead = sum(tags.get("train/timing/rrl", tags.get("train/rrl/overhead_s", {})).values())
     rows.append({"kind": "summary", "wall_s": wall_s, "tokens_generated": tokens,
                  "step_time_s": sum(step_total) / len(step_total) if step_total else wall_s / max(1, len(train_steps)),
                  "rrl_overhead_pct": 100.0 * overhead / sum(step_total) if step_total else 0.0})

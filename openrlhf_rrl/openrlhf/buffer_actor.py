@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import ray
 
@@ -156,6 +157,7 @@ class ReplayBufferClient:
         self.call_timeout = float(self.config.get("buffer_call_timeout", 600.0))
         self.last_saved = restore_path  # what a replacement actor starts from
         self.actor_restarts = 0
+        self.call_seconds = 0.0  # wall time of this client's calls since pop_call_seconds (Ray round trips)
         self.last_warning = None
         self._actor = None
         if owner:
@@ -174,7 +176,19 @@ class ReplayBufferClient:
             self._actor = ray.get_actor(self.name)  # raises ValueError while there is none
         return self._actor
 
+    def pop_call_seconds(self) -> float:
+        """Seconds this client spent in calls to the actor since the last pop (what RRL costs a step)."""
+        seconds, self.call_seconds = self.call_seconds, 0.0
+        return seconds
+
     def _call(self, method: str, *args, fallback=None, what: str = ""):
+        t0 = time.perf_counter()
+        try:
+            return self._call_actor(method, *args, fallback=fallback, what=what)
+        finally:
+            self.call_seconds += time.perf_counter() - t0
+
+    def _call_actor(self, method: str, *args, fallback=None, what: str = ""):
         # only a dead, hung or missing actor is handled here: an error raised inside the actor's own
         # code (a RayTaskError) is a bug and propagates
         try:

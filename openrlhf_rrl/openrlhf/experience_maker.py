@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import torch
@@ -74,9 +75,15 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         experiences = super().make_experience_batch(rollout_samples)
         for e in experiences:
             e.info[MASKED_PREFIX_KEY] = self.masked_prefix_tokens(rollout_samples, e)
+        t0 = time.perf_counter()
         groups, glue = self.groups(rollout_samples, experiences, filtered)
+        built = time.perf_counter() - t0
         metrics = self.buffer.observe(groups)
         metrics.update(glue)
+        # RRL's cost to the trainer this step: building the buffer's view, and the buffer client's calls
+        # (this step's plan, made through the same client by the sync trainer's generator, and observe)
+        pop = getattr(self.buffer, "pop_call_seconds", None)
+        metrics["timing/rrl"] = built + (pop() if pop is not None else 0.0)
         self._metrics = metrics
         return experiences
 

@@ -1,6 +1,7 @@
 """The named buffer actor on a real (local) Ray: plan/observe, checkpoint round trip, death path."""
 
 import os
+import time
 
 import pytest
 
@@ -39,8 +40,12 @@ def test_plan_observe_and_a_checkpoint_round_trip(local_ray, tmp_path):
     from openrlhf_rrl.openrlhf.buffer_actor import ReplayBufferClient
 
     client = ReplayBufferClient(CONFIG, owner=True, name="rrl_test_roundtrip")
+    client.pop_call_seconds()  # starting the actor is not a step's cost
+    t0 = time.perf_counter()
     assert [p["restart"] for p in client.plan(prompts("a", "b"))] == [False, False]  # empty buffer
     metrics = client.observe([failing_group("a", "the prompt a")])
+    # the calls' wall time (Ray round trips included), for the step's timing/rrl; popped once
+    assert 0 < client.pop_call_seconds() <= time.perf_counter() - t0 and client.pop_call_seconds() == 0.0
     assert metrics["rrl/admitted"] > 0 and metrics["rrl/buffer_available"] == 1.0 and metrics["rrl/step"] == 1
     plans = client.plan(prompts("b", "c"))
     assert [p["restart"] for p in plans] == [False, True]

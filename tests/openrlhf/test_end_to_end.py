@@ -69,6 +69,7 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     # restarts happened (rrl metrics in OpenRLHF's step log)
     assert sum(s["rrl/restart_groups"] for s in run.steps) > 0
     assert all(s["rrl/buffer_available"] == 1.0 for s in run.steps)
+    assert all(0 < s["timing/rrl"] < s["timing/step_total"] for s in run.steps)  # RRL's cost, in the step log
     assert all(s.get("rrl/prefix_mismatch", 0.0) == 0.0 and s.get("rrl/prefix_in_loss_frac", 0.0) == 0.0 for s in run.steps)
     # weight sync really happened: the policy moved, and vLLM's log-probs kept up with the trainer's
     assert max(abs(s["vllm_kl"]) for s in run.steps) < SYNCED_VLLM_KL, [s["vllm_kl"] for s in run.steps]
