@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .scoring import scorer_agrees
+
 
 @dataclass
 class StepCounts:
@@ -94,7 +96,7 @@ class IdleWatch:
         if c.scorer == "checker":
             return ("the step checker verified no leading part of any failed rollout "
                     f"(--rrl_step_checker {c.step_checker or 'none given'}); " + limits)
-        if c.scorer == "agree" and w.groups_with_success == 0:
+        if scorer_agrees(c.scorer) and w.groups_with_success == 0:
             return ("none of the hard groups had a success to agree with (the agree scorer cuts a failed rollout "
                     "only where it parts from a success of its group: more samples per prompt or a hotter sampling "
                     "temperature give rare successes; --rrl_retry_unsolved samples such prompts again at the restart "

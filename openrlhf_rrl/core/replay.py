@@ -36,7 +36,7 @@ from .planner import GroupPlan, PromptRef, ReplayPlanner
 from .policies import make_policy
 from .review import ReviewReport, apply_review_file, default_review_path
 from .schedules import AdaptiveShare, ShareSchedule
-from .scoring import make_scorer
+from .scoring import make_scorer, scorer_agrees
 from .step_checker import load_step_checker, verify_by_agreement
 from .trajectory import Trajectory, as_list
 
@@ -60,7 +60,7 @@ def reads_rollouts(config, is_restart: bool, wins) -> bool:
     if not config.enable or not wins:
         return False
     if is_restart:
-        return config.scorer == "agree" and is_informative(wins)
+        return scorer_agrees(config.scorer) and is_informative(wins)
     rate = sum(wins) / len(wins)
     return rate < config.hard_threshold or (config.policy == "passrate" and rate > 1.0 - config.hard_threshold)
 
@@ -74,7 +74,7 @@ def retries_on(config, run_temperature: float | None = None) -> bool:
         return bool(config.enable) and config.retry_unsolved == "on"
     t = config.restart_temperature
     hot = t is not None and (run_temperature is None or t > run_temperature)
-    return bool(config.enable) and config.scorer == "agree" and hot
+    return bool(config.enable) and scorer_agrees(config.scorer) and hot
 
 
 class RetrospectiveReplay:

@@ -259,6 +259,13 @@ _SCORERS = {"critic": CriticScorer, "reward": RewardScorer, "checker": CheckerSc
             "agree": AgreementScorer}
 
 
+def scorer_agrees(name) -> bool:
+    """Whether the --rrl_scorer of this name verifies cuts by agreement with a success of the group (its
+    class's verifies_by_agreement), read from the name alone: what the front ends and the idle watch ask
+    before any scorer exists."""
+    return bool(getattr(_SCORERS.get(name), "verifies_by_agreement", False))
+
+
 def make_scorer(name: str, **opts) -> BaseScorer:
     """Build a scorer by its --rrl_scorer name; opts are BaseScorer's keyword arguments."""
     if isinstance(name, str) and name.startswith("file:"):

@@ -168,3 +168,11 @@ def test_non_finite_scores_are_dropped(make_traj):
     (s,) = make_scorer("reward", cut_every=8, max_cuts=1, **LIMITS).candidates(
         make_traj(response=RESP, values=[float("nan")] * 20, entropies=ent, logprobs=lp), 0)
     assert (s.cut_value, s.cut_entropy, s.prefix_logprobs) == (None, None, None)  # the buffer file stores no NaN
+
+
+def test_which_scorers_agree_is_read_from_the_scorer_classes():
+    from openrlhf_rrl.core.scoring import SCORER_NAMES, make_scorer, scorer_agrees
+
+    assert [n for n in SCORER_NAMES if scorer_agrees(n)] == ["agree"]
+    assert all(scorer_agrees(n) == make_scorer(n).verifies_by_agreement for n in SCORER_NAMES)
+    assert not scorer_agrees("file:my_scorer.py") and not scorer_agrees(None)
