@@ -71,13 +71,14 @@ def test_restarts_are_scored_by_the_reward_model_on_the_prompt_and_the_whole_res
     from openrlhf_rrl.core.buffer import ReplayBuffer
 
     reward_model, threshold, probe_scores = reward_model
+    threshold = float(f"{threshold:.6f}")  # as the flag gives it to the run
     tokenizer = AutoTokenizer.from_pretrained(tiny["model"])
     assert probe_scores[-1] - probe_scores[0] > 1.0  # graded: rewards spread, not two values
 
     audit, buffer_file = tmp_path / "restarts.jsonl", tmp_path / "rrl_buffer.jsonl"
     argv = pipeline.base_args(tiny, str(tmp_path / "ckpt"), "gae", max_samples=8, extra=[
         "--rrl_cpu_mode", "--rrl_enable", "--rrl_replay_share", "0.5", "--rrl_cut_every", "2",
-        "--rrl_hard_threshold", "1.0", "--rrl_success_threshold", f"{threshold:.6f}", "--rrl_buffer_path",
+        "--rrl_hard_threshold", "1.0", "--rrl_success_threshold", str(threshold), "--rrl_buffer_path",
         str(buffer_file), "--ckpt.save_steps", "1", "--ckpt.disable_ds", "--actor.adam.lr", "1e-3",
         "--reward.model_name_or_path", reward_model, "--critic.model_name_or_path", reward_model])
     at = argv.index("--reward.remote_url")
@@ -103,10 +104,22 @@ def test_restarts_are_scored_by_the_reward_model_on_the_prompt_and_the_whole_res
         assert r["reward"] == pytest.approx(want, abs=BF16_GAP), (r["reward"], want, other)
     assert max(abs(w - o) for w, o in zip(full, cut)) > 3 * BF16_GAP  # a prefix left out would show
 
-    # the graded reward reached the buffer: it kept states of responses the reward model scored below the
-    # success threshold, each with that response's score
+    # the graded reward reached the buffer: its success test is the reward model's score against
+    # --rrl_success_threshold, step by step (the audit log holds each step's restart rows in order) and per
+    # entry; each entry keeps its source response's score
+    counts = [int(s["rrl/restart_samples"]) for s in run.steps]
+    assert sum(counts) == len(restarts)
+    done = 0
+    for step, k in zip(run.steps, counts):
+        rows = restarts[done:done + k]
+        done += k
+        if k:
+            assert step["rrl/restart_success"] == pytest.approx(sum(r["reward"] >= threshold for r in rows) / k)
     buffer = ReplayBuffer()
     buffer.load_into(str(buffer_file))
-    sources = [e.source_reward for e in buffer.entries()]
-    assert sources and all(s < threshold for s in sources)
-    assert len(set(sources)) > 1 and not set(sources) <= {0.0, 1.0}
+    entries = list(buffer.entries())
+    sources = {e.source_reward for e in entries}
+    assert len(sources) > 1 and not sources <= {0.0, 1.0}
+    for e in entries:  # the restarted ones still there (others retired, or moved their cut)
+        rows = [r["reward"] for r in restarts if r["entry_key"] == e.key]
+        assert e.continuations == len(rows) and e.successes == sum(x >= threshold for x in rows), (e, rows, threshold)
