@@ -172,7 +172,8 @@ class ReplaySamplesGenerator(SamplesGenerator):
     def _even_over_ranks(self, samples: list) -> list:
         """A short batch the restarts could not top up (a small buffer, dynamic filtering at the end of the
         data) trimmed to a size every data-parallel rank trains in step: restart groups leave first, then
-        the last fresh groups. The buffer still sees the groups left out (they ride as filtered groups)."""
+        the last fresh groups. The buffer still sees the groups left out whose reward is already known (they
+        ride as filtered groups)."""
         ranks = data_parallel_size(self.args)
         if ranks <= 1 or self.args.train.dynamic_batch_enable:  # dynamic batching balances the ranks itself
             return samples

@@ -35,9 +35,8 @@ def test_two_engines_and_two_ranks_on_two_nodes(tiny, tmp_path, two_node_ray_clu
     assert run.steps[1]["rrl/restart_groups"] >= 1 and run.steps[2]["rrl/restart_groups"] >= 1
 
     # where the parts ran: one rank of each model group and one engine on each node; one buffer actor
-    actors = [a for a in two_node_ray_cluster.actors()]
     by_class = {}
-    for a in actors:
+    for a in two_node_ray_cluster.actors():
         by_class.setdefault(a["class"], []).append(a)
     for cls in ("ReplayPolicyModelActor", "ReplayReferenceModelActor", "ReplayRolloutActor"):
         assert len(by_class.get(cls, [])) == 2 and len({a["node"] for a in by_class[cls]}) == 2, (cls, by_class.keys())

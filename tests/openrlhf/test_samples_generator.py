@@ -108,7 +108,7 @@ def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(loc
     assert [fresh_prompts(samples) for samples, _ in dropped] == [["d0", "d1"], ["d4", "d5"]]
 
 
-@pytest.mark.parametrize("ranks,kept,left_out", [(1, ["d4", "d5", "d6"], []), (2, ["d4", "d5"], ["d6"])])
+@pytest.mark.parametrize("ranks,kept,left_out", [(1, 3, 0), (2, 2, 1)])
 def test_a_short_batch_the_buffer_cannot_fill_is_trimmed_to_whole_micro_batches_on_every_rank(local_ray, ranks, kept,
                                                                                                left_out):
     # 7 prompts, 4 a batch, an empty buffer: the last batch is 3 groups, 6 samples. Over 2 ranks in micro-batches
@@ -117,7 +117,10 @@ def test_a_short_batch_the_buffer_cannot_fill_is_trimmed_to_whole_micro_batches_
     batches = one_episode(f"rrl_test_trim{ranks}", False, dict.fromkeys(DATASET, 0.5), "--actor.num_gpus_per_node",
                           str(ranks), "--rollout.micro_batch_size", "2", seeds=[], dataset=DATASET[:7])
     (first, _), (last, filtered) = batches
-    assert len(first) == 4 * N and fresh_prompts(last) == kept and fresh_prompts(filtered) == left_out
+    # the last group of the batch leaves: OpenRLHF orders groups as they finish, so which prompt it is varies
+    assert len(first) == 4 * N and sorted(fresh_prompts(last) + fresh_prompts(filtered)) == ["d4", "d5", "d6"]
+    assert (len(fresh_prompts(last)), len(fresh_prompts(filtered))) == (kept, left_out)
+    assert len(filtered) == left_out * N and all(s.rrl is not None for s in filtered)
 
 
 def test_the_data_parallel_size_counts_every_model_group_a_batch_is_split_over():
