@@ -103,6 +103,10 @@ def serve(num_gpus: int = 8, nodes: int = 1) -> None:
     node = {"num_cpus": num_gpus + 4, "num_gpus": num_gpus, "node_ip_address": "127.0.0.1"}
     cluster = None
     if nodes > 1:
+        # Ray's test cluster records its address under $RAY_TMPDIR/ray without creating that folder (on a
+        # fresh machine it is missing): point it into this helper's own folder and create it.
+        os.environ["RAY_TMPDIR"] = temp_dir
+        os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
         cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False, temp_dir=temp_dir,
                                                                     object_store_memory=512 * 1024 ** 2))
         for _ in range(nodes - 1):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -188,7 +190,10 @@ class HeldCluster:
         import json
 
         self._json = json
-        env = dict(os.environ, RRL_CPU_MODE="1")
+        # A fresh temp folder, as on a clean CI machine: Ray's test cluster once failed there only, on a
+        # folder that earlier local runs had left behind.
+        self._temp = tempfile.mkdtemp(prefix="held-ray-")
+        env = dict(os.environ, RRL_CPU_MODE="1", TMPDIR=self._temp)
         env.pop("RAY_ADDRESS", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "openrlhf_rrl.cpu.ray_local", *flags], cwd=ROOT, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -217,6 +222,7 @@ class HeldCluster:
         except subprocess.TimeoutExpired:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        shutil.rmtree(self._temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
