@@ -23,6 +23,7 @@ from pathlib import Path
 from openrlhf_rrl.atomic import atomic_write_text
 from openrlhf_rrl.config import LOSS_NORMS, RRLConfig, add_rrl_arguments, resolve_scorer
 from openrlhf_rrl.core.errors import RRLConfigError
+from openrlhf_rrl.runner.lr_schedule import LR_SCHEDULERS
 from openrlhf_rrl.runner.pool import run_in_pool
 
 # --quick: the shortest run whose curves part on both seeds (60 steps did not: RRL was behind on both);
@@ -116,6 +117,16 @@ def _add_training_flags(g) -> None:
     g.add_argument("--algo.kl.init_coef", dest="kl_coef", type=float, default=0.0, help="KL penalty to the warm model")
     g.add_argument("--actor.learning_rate", dest="lr", type=float, default=3e-4, help="policy Adam learning rate")
     g.add_argument("--critic.learning_rate", dest="critic_lr", type=float, default=1e-3, help="critic learning rate (gae)")
+    g.add_argument("--actor.lr_scheduler", dest="lr_scheduler", default="constant", choices=LR_SCHEDULERS,
+                   help="learning-rate schedule of the policy and critic: constant (the runner's measurements) or "
+                        "OpenRLHF's default cosine_with_min_lr (linear warm-up, then a half cosine down to "
+                        "--actor.min_lr_ratio of the rate at the last step)")
+    g.add_argument("--actor.lr_warmup_ratio", dest="lr_warmup_ratio", type=float, default=0.03,
+                   help="cosine_with_min_lr: share of the steps spent warming up from 0 (OpenRLHF's default)")
+    g.add_argument("--actor.min_lr_ratio", dest="min_lr_ratio", type=float, default=0.1,
+                   help="cosine_with_min_lr: the rate at the last step, as a share of the peak (OpenRLHF's default)")
+    g.add_argument("--actor.adam.betas", dest="adam_betas", type=float, nargs=2, default=(0.9, 0.999),
+                   metavar=("BETA1", "BETA2"), help="Adam betas of the policy and critic (OpenRLHF's default: 0.9 0.95)")
     # an alias of --rrl_loss_norm (one option, read by the trainer from its RRLConfig); its default is that flag's
     g.add_argument("--actor.loss_norm", dest="rrl_loss_norm", default=argparse.SUPPRESS, choices=LOSS_NORMS,
                    help="alias of --rrl_loss_norm: response averages a restart row's loss as if its prefix were sampled "
@@ -178,6 +189,8 @@ def job_configs(args, rrl: RRLConfig):
         temperature=args.temperature, hard_temperature=args.hard_temperature, estimator=args.estimator,
         process_reward_weight=args.process_reward_weight,
         no_std_norm=args.no_std_norm, kl_coef=args.kl_coef, lr=args.lr, critic_lr=args.critic_lr,
+        lr_scheduler=args.lr_scheduler, lr_warmup_ratio=args.lr_warmup_ratio, min_lr_ratio=args.min_lr_ratio,
+        adam_betas=tuple(args.adam_betas),
         is_correction=args.is_correction, eps_clip=args.eps_clip, eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
     )
     jobs = []

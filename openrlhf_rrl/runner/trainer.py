@@ -30,6 +30,7 @@ from openrlhf_rrl.core.replay import RetrospectiveReplay
 from openrlhf_rrl.core.step_checker import load_step_checker, verified_share
 from openrlhf_rrl.core.trajectory import Trajectory
 from openrlhf_rrl.runner import openrlhf_math as orl
+from openrlhf_rrl.runner.lr_schedule import LR_SCHEDULERS, lr_factor
 from openrlhf_rrl.runner.run_state import RunState, jsonable, truncate_metrics, write_row
 from openrlhf_rrl.runner.sampling import build_training_batch, greedy_eval, sample, sequence_logprobs
 from openrlhf_rrl.tasks import PromptItem
@@ -58,6 +59,12 @@ class TrainConfig:
     lr: float = 3e-4  # --actor.learning_rate
     critic_lr: float = 1e-3  # --critic.learning_rate
     grad_clip: float = 1.0
+    # OpenRLHF's optimizer defaults are cosine_with_min_lr (3% warm-up, down to 0.1x) and betas (0.9, 0.95);
+    # the runner's measurements used a constant rate and torch's betas, which stay its defaults
+    lr_scheduler: str = "constant"  # --actor.lr_scheduler
+    lr_warmup_ratio: float = 0.03  # --actor.lr_warmup_ratio
+    min_lr_ratio: float = 0.1  # --actor.min_lr_ratio
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # --actor.adam.betas
     is_correction: bool = False  # OpenRLHF's rollout IS correction for rows sampled at a temperature != 1
     # the loss normalisation of restart rows is rrl.loss_norm (--rrl_loss_norm, alias --actor.loss_norm)
     eval_every: int = 50
@@ -88,8 +95,11 @@ class Trainer:
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.progress = progress or (lambda step: None)
         self.device = next(policy.parameters()).device
-        self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic is not None else None
+        if cfg.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"--actor.lr_scheduler: expected one of {', '.join(LR_SCHEDULERS)}, got {cfg.lr_scheduler!r}")
+        self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas))
+        self.critic_opt = (torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=tuple(cfg.adam_betas))
+                           if critic is not None else None)
         self.ref = None
         if cfg.kl_coef > 0:  # a frozen copy of the warm model is the KL reference
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -166,7 +176,9 @@ class Trainer:
 
         batch = build_training_batch(prompt_ids, continuations, prefix_ids, pad_id=self.tok.pad_token_id,
                                      train_prefix=cfg.rrl.train_prefix)
+        lr_factor = self.set_lr(step)
         metrics = self.update(batch, rewards, roll, [n] * len(plans))
+        metrics["lr"] = cfg.lr * lr_factor
         values = metrics.pop("_values", None)
         if self.engine is not None:
             self.engine.sync(self.policy)  # the next rollout must come from the updated policy
@@ -255,6 +267,16 @@ class Trainer:
         if self.logprob_temperature != "sampled":
             return None
         return torch.tensor([t if t > 0 else 1.0 for t in roll.temperature], dtype=torch.float32)
+
+    def set_lr(self, step: int) -> float:
+        """Scale both optimizers' rates for this step (1-based) by the schedule; returns the factor. A pure
+        function of the step, so a resumed run continues the same schedule."""
+        cfg = self.cfg
+        factor = lr_factor(step - 1, cfg.steps, cfg.lr_scheduler, cfg.lr_warmup_ratio, cfg.min_lr_ratio)
+        for opt, base in ((self.opt, cfg.lr), (self.critic_opt, cfg.critic_lr)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = base * factor
+        return factor
 
     def update(self, batch, rewards: torch.Tensor, roll, group_sizes: list[int]) -> dict:
         """One on-policy update with OpenRLHF's losses; returns metrics (and the critic's values per

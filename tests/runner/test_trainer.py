@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -164,6 +165,19 @@ def test_resume_reproduces_the_uninterrupted_curve(task, tmp_path, estimator):
     assert summary["wall_s"] > saved_wall
     for a, b in zip(whole.policy.parameters(), second.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def test_openrlhf_optimizer_defaults_warm_up_from_zero_and_decay(task, tmp_path):
+    trainer = make_trainer(task, tmp_path, steps=5, lr_scheduler="cosine_with_min_lr", lr_warmup_ratio=0.2,
+                           min_lr_ratio=0.1, adam_betas=(0.9, 0.95), lr=1e-3)
+    assert trainer.opt.param_groups[0]["betas"] == (0.9, 0.95)
+    warm = [p.detach().clone() for p in trainer.policy.parameters()]
+    trainer.train_step(1)  # the first update runs at rate 0, as OpenRLHF's warm-up does
+    assert all(torch.equal(a, b) for a, b in zip(warm, trainer.policy.parameters()))
+    trainer.run(resume=False)
+    lrs = [r["lr"] for r in read_rows(trainer.out_path) if r["kind"] == "train"]
+    assert lrs == pytest.approx([0.0, 1e-3, 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))),
+                                 1e-3 * 0.55, 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(3 * math.pi / 4)))])
 
 
 def test_gae_with_a_critic_learns_values_and_harvests_by_value(task, tmp_path):
