@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -41,6 +42,10 @@ DEFAULT_ARMS = [
     "rrl-checker=--rrl_enable --rrl_step_checker {assets}/step_checker.py --rrl_restart_temperature 2 "
     "--rrl_displaced_prompts drop --actor.adam.lr 3e-4",
     "rrl-agree=--rrl_enable --rrl_restart_temperature 2 --rrl_displaced_prompts drop --actor.adam.lr 3e-4",
+    # the checker as a dense process reward (the runner's best weight), so the checker arm's baseline knows as much
+    "baseline-process-lr1e-3=RRL_OUTCOME_REWARD={assets}/reward_func.py RRL_STEP_CHECKER={assets}/step_checker.py "
+    "RRL_TOKENIZER={assets}/seed{seed}/model RRL_PROCESS_WEIGHT=0.25 "
+    "--reward.remote_url {root}/scripts/reward_process.py --actor.adam.lr 1e-3",
 ]
 EVAL_SETS = ("hard", "mid", "base_long")
 
@@ -106,19 +111,31 @@ def metrics_rows(tags: dict[str, dict[int, float]], wall_s: float) -> list[dict]
     return rows
 
 
+def arm_command(flags: str, assets: Path, seed: int) -> tuple[dict[str, str], list[str]]:
+    """An arm's environment (its leading NAME=VALUE words: the Ray workers inherit them, as a reward file
+    that reads settings needs) and its launcher flags, with {assets}, {seed} and {root} filled in."""
+    words = shlex.split(flags.format(assets=assets, seed=seed, root=ROOT))
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    return env, words
+
+
 def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> None:
     name = f"{arm}_s{seed}"
     run_dir = out / "runs" / name
-    argv = base_flags(assets, seed, args.steps, args.eval_every, run_dir) + shlex.split(flags.format(assets=assets))
+    env, arm_flags = arm_command(flags, assets, seed)
+    argv = base_flags(assets, seed, args.steps, args.eval_every, run_dir) + arm_flags
     if args.resume and (run_dir / "ckpt").exists():
         argv.append("--ckpt.load_enable")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with open(run_dir / "launcher.log", "a", encoding="utf-8") as log:
-        log.write(f"\n# {time.strftime('%F %T')} {shlex.join(argv)}\n")
+        log.write(f"\n# {time.strftime('%F %T')} {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}\n")
         log.flush()
         rc = subprocess.run([sys.executable, "-m", "openrlhf_rrl.cli.train_ppo_ray", *argv], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT).returncode
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.time() - started
     if rc != 0:
         raise SystemExit(f"{name}: the launcher exited {rc}; its log: {run_dir / 'launcher.log'}")
@@ -140,8 +157,10 @@ def main(argv=None) -> int:
     p.add_argument("--horizons", default="200,400", help="comma-separated steps to read the table at")
     p.add_argument("--eval_every", type=int, default=25)
     p.add_argument("--reference", default="baseline-lr1e-3", help="the arm every other arm is compared with")
-    p.add_argument("--arm", action="append", default=None, help='"name=launcher flags" (repeatable; {assets} is '
-                                                                 "the exported task folder)")
+    p.add_argument("--arm", action="append", default=None, help='"name=[ENV=VALUE ...] launcher flags" (repeatable; '
+                                                                 "{assets} is the exported task folder, {seed} the seed, "
+                                                                 "{root} this repository; leading ENV=VALUE words set "
+                                                                 "the run's environment)")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint "
                                                           "(finished runs are always kept)")
     args = p.parse_args(argv)

@@ -55,3 +55,17 @@ def test_every_run_is_the_launcher_in_cpu_mode_on_the_exported_task_with_the_run
     assert any(n.startswith("baseline") for n in names) and {"rrl-checker", "rrl-agree"} <= set(names)
     checker = dict(a.split("=", 1) for a in grid.DEFAULT_ARMS)["rrl-checker"].format(assets="A")
     assert "--rrl_step_checker A/step_checker.py" in checker and "--rrl_displaced_prompts drop" in checker
+
+
+def test_an_arms_leading_env_words_set_its_environment_and_the_process_baseline_gets_the_checker(tmp_path):
+    grid = load_grid()
+    arms = dict(a.split("=", 1) for a in grid.DEFAULT_ARMS)
+    env, flags = grid.arm_command(arms["baseline-process-lr1e-3"], tmp_path, seed=1)
+    _, checker_flags = grid.arm_command(arms["rrl-checker"], tmp_path, seed=1)
+    checker_file = checker_flags[checker_flags.index("--rrl_step_checker") + 1]
+    assert env["RRL_STEP_CHECKER"] == checker_file  # the baseline's process reward reads replay's checker
+    assert env["RRL_TOKENIZER"] == f"{tmp_path}/seed1/model" and env["RRL_OUTCOME_REWARD"] == f"{tmp_path}/reward_func.py"
+    reward_file = Path(flags[flags.index("--reward.remote_url") + 1])
+    assert reward_file == ROOT / "scripts" / "reward_process.py" and reward_file.exists()
+    assert not any("=" in word and word.split("=", 1)[0].isupper() for word in flags)
+    assert grid.arm_command("--actor.adam.lr 1e-3 --x A=B", tmp_path, 0) == ({}, ["--actor.adam.lr", "1e-3", "--x", "A=B"])
