@@ -166,14 +166,8 @@ def markdown_table(rows: list[dict], key: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def plot_curves(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLike, title: str) -> None:
-    """Seed-mean eval success vs step per arm, with the min..max band over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+def _draw(ax, arms: dict[str, list[RunCurve]], key: str) -> None:
+    """Seed-mean eval success vs step per arm, with the min..max band over seeds, on one axis."""
     for arm, runs in arms.items():
         steps, curve = mean_curve(runs, key)
         length = len(steps)
@@ -183,14 +177,50 @@ def plot_curves(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLi
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("RL step")
     ax.set_ylabel(f"held-out success ({key.removeprefix('eval/')}, greedy)")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = Path(str(path) + ".tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def plot_curves(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLike, title: str) -> None:
+    """Seed-mean eval success vs step per arm, with the min..max band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    _draw(ax, arms, key)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_panels(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLike,
+                panels: dict[str, list[str]]) -> None:
+    """One panel per comparison (title -> its arms), side by side on a shared y axis: a grid with many
+    arms read as pairs (each replay arm next to its own baseline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = sorted({a for names in panels.values() for a in names} - set(arms))
+    if missing:
+        raise ValueError(f"--panel: no metrics for arm(s) {', '.join(missing)}; the grid has {', '.join(sorted(arms))}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), dpi=120, sharey=True, squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels.items()):
+        _draw(ax, {a: arms[a] for a in names}, key)
+        ax.set_title(title)
+    _save(fig, path)
 
 
 def write_report(out_dir: str | os.PathLike, key: str = "eval/hard", title: str = "", baseline: str = "baseline",
@@ -208,3 +238,31 @@ def write_report(out_dir: str | os.PathLike, key: str = "eval/hard", title: str 
     atomic_write_text(Path(out_dir, "results.md"), f"# {title or 'RRL vs baseline'}\n\n{table}")
     plot_curves(arms, key, Path(out_dir, "curves.png"), title or f"{key} vs step")
     return table, rows
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Re-plot a finished grid folder (its metrics/ files) as panels, "
+                                            "one comparison per panel.")
+    p.add_argument("out_dir", help="a grid's output folder (holds metrics/<arm>_s<seed>.jsonl)")
+    p.add_argument("--panel", action="append", required=True, help='"title=arm,arm,..." (repeatable, one per panel)')
+    p.add_argument("--key", default="eval/hard", help="the eval metric to plot")
+    p.add_argument("--png", required=True, help="where to write the figure")
+    args = p.parse_args(argv)
+    panels = {}
+    for spec in args.panel:
+        title, sep, names = spec.partition("=")
+        if not sep or not names:
+            p.error(f'--panel: expected "title=arm,arm", got {spec!r}')
+        panels[title] = [n.strip() for n in names.split(",") if n.strip()]
+    try:
+        plot_panels(read_runs(args.out_dir), args.key, args.png, panels)
+    except ValueError as exc:
+        p.error(str(exc))
+    print(args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,3 +31,23 @@ def test_mechanism_counts_per_run_and_inert_seeds(tmp_path):
     assert rows["baseline"].endswith("| - |")
     assert rows["rrl"].endswith("| 6 / 2 / 4 |")
     assert rows["rrl-idle"].endswith("| 1 / 0 / 0 — INERT on 2/2 seeds (no restart ran: not a replay result) |")
+
+
+def test_panels_plot_each_comparison_and_a_missing_arm_is_a_one_line_error(tmp_path, capsys):
+    import pytest
+    from PIL import Image
+
+    from openrlhf_rrl.runner.report import main
+
+    for seed in (0, 1):
+        for arm in ("baseline", "rrl", "baseline-cosine", "rrl-cosine"):
+            write_run(tmp_path, arm, seed, [0.1, 0.2])
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    assert main([str(tmp_path), "--png", str(one), "--panel", "constant=baseline,rrl"]) == 0
+    assert main([str(tmp_path), "--png", str(two), "--panel", "constant=baseline,rrl",
+                 "--panel", "cosine=baseline-cosine,rrl-cosine"]) == 0
+    assert Image.open(two).width == 2 * Image.open(one).width  # one panel per comparison
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--png", str(one), "--panel", "x=baseline,rrl-nope"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--panel" in err and "rrl-nope" in err
