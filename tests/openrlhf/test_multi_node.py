@@ -2,18 +2,12 @@
 over gloo) and the reference model on 2 ranks (KL on), on a Ray cluster of two nodes (two raylets on this
 machine, one logical GPU each), through the plugin's launcher."""
 
-import json
 from collections import Counter
 
 import pytest
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("vllm")
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 def test_two_engines_and_two_ranks_on_two_nodes(tiny, tmp_path, two_node_ray_cluster, pipeline):
@@ -46,7 +40,7 @@ def test_two_engines_and_two_ranks_on_two_nodes(tiny, tmp_path, two_node_ray_clu
 
     # restarts were dispatched to both engines: the reward file runs in the engine that sampled the row
     tokenizer = AutoTokenizer.from_pretrained(tiny["model"])
-    restarts, calls = read_jsonl(audit), read_jsonl(rewards)
+    restarts, calls = pipeline.read_jsonl(audit), pipeline.read_jsonl(rewards)
     engine_pids = {a["pid"] for a in by_class["ReplayRolloutActor"]}
     pid_of = {(c["query"], c["prompt"]): c["pid"] for c in calls}
     restart_pids = {pid_of[(tokenizer.decode(r["sequence"], skip_special_tokens=False), r["prompt"])] for r in restarts}
