@@ -99,7 +99,10 @@ def metrics_rows(tags: dict[str, dict[int, float]], wall_s: float) -> list[dict]
                      **{f"eval/{s}": tags[f"eval/eval_{s}_pass1"][step] for s in EVAL_SETS
                         if step in tags.get(f"eval/eval_{s}_pass1", {})}})
     samples, lengths = tags.get("train/rollout/num_samples", {}), tags.get("train/rollout/response_length_mean", {})
-    tokens = sum(samples.get(s, 0.0) * lengths.get(s, 0.0) for s in train_steps)
+    # a restart row's response length counts its stored prefix (the length budget is about the whole
+    # response); the prefix was generated at an earlier step, so it is taken off here
+    prefix = tags.get("train/rrl/masked_prefix_tokens", {})
+    tokens = sum(samples.get(s, 0.0) * (lengths.get(s, 0.0) - prefix.get(s, 0.0)) for s in train_steps)
     step_total = [tags.get("train/timing/step_total", {}).get(s) for s in train_steps]
     step_total = [t for t in step_total if t is not None]
     # RRL's cost as the trainer sees it (buffer actor calls with their Ray round trips); older runs logged
@@ -122,6 +125,14 @@ def arm_command(flags: str, assets: Path, seed: int) -> tuple[dict[str, str], li
     return env, words
 
 
+def write_metrics(run_dir: Path, out: Path, name: str, wall_s: float) -> int:
+    """The run's metrics file from its tensorboard logs (atomic); returns its row count."""
+    rows = metrics_rows(scalars(run_dir / "tb"), wall_s)
+    (out / "metrics").mkdir(exist_ok=True)
+    atomic_write_text(out / "metrics" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
 def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> None:
     name = f"{arm}_s{seed}"
     run_dir = out / "runs" / name
@@ -139,12 +150,9 @@ def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> N
     wall = time.time() - started
     if rc != 0:
         raise SystemExit(f"{name}: the launcher exited {rc}; its log: {run_dir / 'launcher.log'}")
-    (out / "metrics").mkdir(exist_ok=True)
     wall_total = wall + float((run_dir / "wall_s").read_text()) if (run_dir / "wall_s").exists() else wall
     atomic_write_text(run_dir / "wall_s", f"{wall_total}")
-    rows = metrics_rows(scalars(run_dir / "tb"), wall_total)
-    atomic_write_text(out / "metrics" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    print(f"{name}: {len(rows) - 1} rows in {wall:.0f} s", flush=True)
+    print(f"{name}: {write_metrics(run_dir, out, name, wall_total) - 1} rows in {wall:.0f} s", flush=True)
 
 
 def main(argv=None) -> int:
@@ -161,6 +169,9 @@ def main(argv=None) -> int:
                                                                  "{assets} is the exported task folder, {seed} the seed, "
                                                                  "{root} this repository; leading ENV=VALUE words set "
                                                                  "the run's environment)")
+    p.add_argument("--rebuild_metrics", action="store_true", help="rewrite every finished run's metrics file from "
+                                                                   "its tensorboard logs (after a change to how they "
+                                                                   "are read), then the report; runs nothing")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint "
                                                           "(finished runs are always kept)")
     args = p.parse_args(argv)
@@ -173,10 +184,15 @@ def main(argv=None) -> int:
                 "--prompts", str(args.steps * PROMPTS_PER_STEP)])
     arms = [a.split("=", 1) for a in (args.arm or DEFAULT_ARMS)]
     done = {p.stem for p in (out / "metrics").glob("*.jsonl")}  # finished runs; an unfinished one has no file yet
-    for seed in range(args.seeds):
-        for arm, flags in arms:
-            if f"{arm}_s{seed}" not in done:
-                run_one(arm, flags, seed, args, assets, out)
+    if args.rebuild_metrics:
+        for name in sorted(done):
+            run_dir = out / "runs" / name
+            write_metrics(run_dir, out, name, float((run_dir / "wall_s").read_text()))
+    else:
+        for seed in range(args.seeds):
+            for arm, flags in arms:
+                if f"{arm}_s{seed}" not in done:
+                    run_one(arm, flags, seed, args, assets, out)
     from openrlhf_rrl.runner.report import write_report
 
     table, _ = write_report(out, key="eval/hard", baseline=args.reference,

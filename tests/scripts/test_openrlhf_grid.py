@@ -24,6 +24,7 @@ def test_tensorboard_scalars_become_train_eval_and_summary_rows_the_report_reads
             "train/rrl/admitted": {1: 2.0, 2: 1.0}, "train/rrl/restart_groups": {1: 0.0, 2: 3.0},
             "train/rollout/num_samples": {1: 256.0, 2: 256.0}, "train/rollout/response_length_mean": {1: 8.0, 2: 6.0},
             "train/timing/step_total": {1: 3.0, 2: 5.0}, "train/rrl/overhead_s": {1: 0.04, 2: 0.04},
+            "train/rrl/masked_prefix_tokens": {1: 0.0, 2: 0.5},
             "eval/eval_hard_pass1": {0: 0.1, 2: 0.3}, "eval/eval_mid_pass1": {0: 0.9, 2: 0.95},
             "eval/eval_base_long_pass1": {0: 0.5, 2: 0.4}}
     rows = grid.metrics_rows(tags, wall_s=60.0)
@@ -33,7 +34,8 @@ def test_tensorboard_scalars_become_train_eval_and_summary_rows_the_report_reads
     assert evals == [{"kind": "eval", "step": 0, "eval/hard": 0.1, "eval/mid": 0.9, "eval/base_long": 0.5},
                      {"kind": "eval", "step": 2, "eval/hard": 0.3, "eval/mid": 0.95, "eval/base_long": 0.4}]
     summary = rows[-1]
-    assert summary["tokens_generated"] == 256 * 8 + 256 * 6 and summary["step_time_s"] == 4.0
+    # step 2's restart rows count their stored prefix in the response length: not generated at that step
+    assert summary["tokens_generated"] == 256 * 8 + 256 * (6 - 0.5) and summary["step_time_s"] == 4.0
     assert abs(summary["rrl_overhead_pct"] - 1.0) < 1e-9  # 0.08 s of 8 s
 
     (tmp_path / "metrics").mkdir()
