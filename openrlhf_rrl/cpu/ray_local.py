@@ -75,12 +75,18 @@ def start_local_ray(args) -> None:
             raise CpuModeError("CPU mode: the Ray cluster has no GPU resource; let the launcher start Ray (unset "
                                "RAY_ADDRESS), or start it with `ray start --head --num-gpus 8 --node-ip-address 127.0.0.1`")
         return
-    gpus = logical_gpus_needed(args)
+    init_private_ray(logical_gpus_needed(args), runtime_env={"env_vars": worker_env()}, log_to_driver=True)
+
+
+def init_private_ray(gpus: int, **options) -> None:
+    """A one-node Ray for this machine alone: `gpus` logical GPUs (no process uses them) and 4 CPUs more,
+    bound to 127.0.0.1 with no dashboard, its sessions under ray_temp_dir()."""
+    import ray
+
     temp_dir = ray_temp_dir()
     os.makedirs(temp_dir, exist_ok=True)
     ray.init(address="local", num_cpus=gpus + 4, num_gpus=gpus, include_dashboard=False,
-             _node_ip_address="127.0.0.1", _temp_dir=temp_dir, runtime_env={"env_vars": worker_env()},
-             log_to_driver=True)
+             _node_ip_address="127.0.0.1", _temp_dir=temp_dir, **options)
 
 
 def serve(num_gpus: int = 8, nodes: int = 1) -> None:
@@ -97,14 +103,13 @@ def serve(num_gpus: int = 8, nodes: int = 1) -> None:
     from ray.cluster_utils import Cluster
 
     os.environ.update(worker_env())
-    temp_dir = ray_temp_dir()
-    os.makedirs(temp_dir, exist_ok=True)
     os.environ.pop("RAY_ADDRESS", None)
-    node = {"num_cpus": num_gpus + 4, "num_gpus": num_gpus, "node_ip_address": "127.0.0.1"}
     cluster = None
     if nodes > 1:
+        node = {"num_cpus": num_gpus + 4, "num_gpus": num_gpus, "node_ip_address": "127.0.0.1"}
         # Ray's test cluster records its address under $RAY_TMPDIR/ray without creating that folder (on a
         # fresh machine it is missing): point it into this helper's own folder and create it.
+        temp_dir = ray_temp_dir()
         os.environ["RAY_TMPDIR"] = temp_dir
         os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
         cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False, temp_dir=temp_dir,
@@ -114,8 +119,7 @@ def serve(num_gpus: int = 8, nodes: int = 1) -> None:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address)
     else:
-        ray.init(address="local", num_cpus=num_gpus + 4, num_gpus=num_gpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
+        init_private_ray(num_gpus)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     print(f"RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
     try:
