@@ -14,7 +14,8 @@ runner's own table and plot. A run that stops (a session's end) resumes from its
 
 One difference cannot be expressed: the runner's best baseline samples hard prompts hotter
 (--rollout.hard_temperature 2); OpenRLHF has one sampling temperature for every prompt. The baseline
-arms here therefore tune lr and the run's temperature, and say so in their names.
+arms here therefore tune lr and the run's temperature, and say so in their names. The default arms
+train with the runner's optimizer (RUNNER_OPTIMIZER, "-const" in their names), not OpenRLHF's defaults.
 """
 
 from __future__ import annotations
@@ -35,17 +36,23 @@ sys.path.insert(0, str(ROOT))
 from openrlhf_rrl.atomic import atomic_write_text  # noqa: E402
 
 PROMPTS_PER_STEP, SAMPLES = 32, 8
-# name -> launcher flags; RRL arms drop displaced prompts, so every arm runs the same steps and compute
+# The runner's optimizer: a constant rate and torch's Adam betas. OpenRLHF's defaults (a cosine decay to 0.1x,
+# betas (0.9, 0.95)) cut replay's lead on this task in the runner too: docs/measurements/
+RUNNER_OPTIMIZER = "--actor.lr_scheduler constant --actor.adam.betas 0.9 0.999"
+# name -> launcher flags; RRL arms drop displaced prompts, so every arm runs the same steps and compute. The
+# baselines' exploration is the run's temperature (1.5 was the runner's best single temperature at lr 1e-3)
 DEFAULT_ARMS = [
-    "baseline-lr1e-3=--actor.adam.lr 1e-3",
-    "baseline-t1.5-lr1e-3=--actor.adam.lr 1e-3 --rollout.temperature 1.5",
-    "rrl-checker=--rrl_enable --rrl_step_checker {assets}/step_checker.py --rrl_restart_temperature 2 "
-    "--rrl_displaced_prompts drop --actor.adam.lr 3e-4",
-    "rrl-agree=--rrl_enable --rrl_restart_temperature 2 --rrl_displaced_prompts drop --actor.adam.lr 3e-4",
+    f"baseline-lr1e-3-const=--actor.adam.lr 1e-3 {RUNNER_OPTIMIZER}",
+    f"baseline-t1.5-lr1e-3-const=--actor.adam.lr 1e-3 --rollout.temperature 1.5 {RUNNER_OPTIMIZER}",
+    "rrl-agree-const=--rrl_enable --rrl_restart_temperature 2 --rrl_displaced_prompts drop --actor.adam.lr 3e-4 "
+    f"{RUNNER_OPTIMIZER}",
+    "rrl-checker-const=--rrl_enable --rrl_step_checker {assets}/step_checker.py --rrl_restart_temperature 2 "
+    f"--rrl_displaced_prompts drop --actor.adam.lr 3e-4 {RUNNER_OPTIMIZER}",
     # the checker as a dense process reward (the runner's best weight), so the checker arm's baseline knows as much
-    "baseline-process-lr1e-3=RRL_OUTCOME_REWARD={assets}/reward_func.py RRL_STEP_CHECKER={assets}/step_checker.py "
-    "RRL_TOKENIZER={assets}/seed{seed}/model RRL_PROCESS_WEIGHT=0.25 "
-    "--reward.remote_url {root}/scripts/reward_process.py --actor.adam.lr 1e-3",
+    "baseline-process-t1.5-lr1e-3-const=RRL_OUTCOME_REWARD={assets}/reward_func.py "
+    "RRL_STEP_CHECKER={assets}/step_checker.py RRL_TOKENIZER={assets}/seed{seed}/model RRL_PROCESS_WEIGHT=0.25 "
+    "--reward.remote_url {root}/scripts/reward_process.py --actor.adam.lr 1e-3 --rollout.temperature 1.5 "
+    f"{RUNNER_OPTIMIZER}",
 ]
 EVAL_SETS = ("hard", "mid", "base_long")
 
@@ -164,7 +171,7 @@ def main(argv=None) -> int:
                                                          "so below 24 steps the eval holds the hard set only)")
     p.add_argument("--horizons", default="200,400", help="comma-separated steps to read the table at")
     p.add_argument("--eval_every", type=int, default=25)
-    p.add_argument("--reference", default="baseline-lr1e-3", help="the arm every other arm is compared with")
+    p.add_argument("--reference", default="baseline-t1.5-lr1e-3-const", help="the arm every other arm is compared with")
     p.add_argument("--arm", action="append", default=None, help='"name=[ENV=VALUE ...] launcher flags" (repeatable; '
                                                                  "{assets} is the exported task folder, {seed} the seed, "
                                                                  "{root} this repository; leading ENV=VALUE words set "

@@ -54,16 +54,18 @@ def test_every_run_is_the_launcher_in_cpu_mode_on_the_exported_task_with_the_run
     assert "--data.max_samples 320" in joined and "--train.seed 2" in joined
     assert "--algo.advantage.estimator reinforce_baseline" in joined and "--algo.kl.init_coef 0" in joined
     names = [a.split("=", 1)[0] for a in grid.DEFAULT_ARMS]
-    assert any(n.startswith("baseline") for n in names) and {"rrl-checker", "rrl-agree"} <= set(names)
-    checker = dict(a.split("=", 1) for a in grid.DEFAULT_ARMS)["rrl-checker"].format(assets="A")
+    assert any(n.startswith("baseline") for n in names) and {"rrl-checker-const", "rrl-agree-const"} <= set(names)
+    checker = dict(a.split("=", 1) for a in grid.DEFAULT_ARMS)["rrl-checker-const"].format(assets="A")
     assert "--rrl_step_checker A/step_checker.py" in checker and "--rrl_displaced_prompts drop" in checker
+    # every default arm trains with the runner's optimizer, not OpenRLHF's decaying default
+    assert all(grid.RUNNER_OPTIMIZER in arm for arm in grid.DEFAULT_ARMS)
 
 
 def test_an_arms_leading_env_words_set_its_environment_and_the_process_baseline_gets_the_checker(tmp_path):
     grid = load_grid()
     arms = dict(a.split("=", 1) for a in grid.DEFAULT_ARMS)
-    env, flags = grid.arm_command(arms["baseline-process-lr1e-3"], tmp_path, seed=1)
-    _, checker_flags = grid.arm_command(arms["rrl-checker"], tmp_path, seed=1)
+    env, flags = grid.arm_command(arms["baseline-process-t1.5-lr1e-3-const"], tmp_path, seed=1)
+    _, checker_flags = grid.arm_command(arms["rrl-checker-const"], tmp_path, seed=1)
     checker_file = checker_flags[checker_flags.index("--rrl_step_checker") + 1]
     assert env["RRL_STEP_CHECKER"] == checker_file  # the baseline's process reward reads replay's checker
     assert env["RRL_TOKENIZER"] == f"{tmp_path}/seed1/model" and env["RRL_OUTCOME_REWARD"] == f"{tmp_path}/reward_func.py"
