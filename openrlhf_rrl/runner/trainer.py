@@ -176,9 +176,9 @@ class Trainer:
 
         batch = build_training_batch(prompt_ids, continuations, prefix_ids, pad_id=self.tok.pad_token_id,
                                      train_prefix=cfg.rrl.train_prefix)
-        lr_factor = self.set_lr(step)
+        rate_factor = self.set_lr(step)
         metrics = self.update(batch, rewards, roll, [n] * len(plans))
-        metrics["lr"] = cfg.lr * lr_factor
+        metrics["lr"] = cfg.lr * rate_factor
         values = metrics.pop("_values", None)
         if self.engine is not None:
             self.engine.sync(self.policy)  # the next rollout must come from the updated policy
