@@ -29,7 +29,7 @@ from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from ..core.replay import reads_rollouts
 
 from .row_temperature import row_temperatures
-from .samples_generator import FILTERED_ATTR
+from .samples_generator import FILTERED_ATTR, PLAN_SECONDS_ATTR
 
 AUDIT_LOG_ENV = "RRL_ROLLOUT_LOG"  # a JSONL path: one line per restart sample, for review and the tests
 # Experience.info key: per sample, its restart prefix tokens outside the action mask (0 for fresh rows, and
@@ -80,10 +80,11 @@ class ReplayExperienceMaker(RemoteExperienceMaker):
         built = time.perf_counter() - t0
         metrics = self.buffer.observe(groups)
         metrics.update(glue)
-        # RRL's cost to the trainer this step: building the buffer's view, and the buffer client's calls
-        # (this step's plan, made through the same client by the sync trainer's generator, and observe)
+        # RRL's cost this step: building the buffer's view, the batch's plan (timed by the generator, which
+        # may run in another actor), and this client's calls (observe)
+        planned = getattr(rollout_samples[0], PLAN_SECONDS_ATTR, 0.0) if rollout_samples else 0.0
         pop = getattr(self.buffer, "pop_call_seconds", None)
-        metrics["timing/rrl"] = built + (pop() if pop is not None else 0.0)
+        metrics["timing/rrl"] = built + planned + (pop() if pop is not None else 0.0)
         self._metrics = metrics
         return experiences
 

@@ -37,6 +37,9 @@ FILTERED_ATTR = "rrl_filtered"
 # ... and the displaced prompts not yet rolled out after this batch ((prompt, label) pairs), which the
 # trainer saves with a checkpoint so a resumed run still rolls them out
 DEFERRED_ATTR = "rrl_deferred"
+# ... and the seconds this generator's buffer client spent on the batch's plan: the async trainer runs the
+# generator in its own actor, whose client the experience maker cannot read, so the time rides with the batch
+PLAN_SECONDS_ATTR = "rrl_plan_seconds"
 
 logger = init_logger(__name__)
 
@@ -162,6 +165,7 @@ class ReplaySamplesGenerator(SamplesGenerator):
         if rollout_samples:
             setattr(rollout_samples[0], FILTERED_ATTR, self._filtered)
             setattr(rollout_samples[0], DEFERRED_ATTR, self.deferred_prompts())
+            setattr(rollout_samples[0], PLAN_SECONDS_ATTR, self.buffer.pop_call_seconds())
             self._filtered = []
         return (rollout_samples, *rest)
 

@@ -74,6 +74,7 @@ def one_episode(name, defer, rewards, *flags, seeds=SEEDS, dataset=DATASET):
                 "eos": False}
         plan = {"key": prompt_key(seed), "prompt_ids": [5, 6 + i], "label": "l", "prefix_ids": [], "entry_key": None}
         buffer.observe([{"plan": plan, "text": seed, "trajectories": [traj, dict(traj)]}])
+    buffer.pop_call_seconds()  # seeding the buffer is no batch's cost
     loader = [(i, [p], ["l"], [None]) for i, p in enumerate(dataset)]  # OpenRLHF's prompt loader: batches of 1
     generator = ReplaySamplesGenerator(strategy=SimpleNamespace(args=generator_args(*flags)), prompts_dataloader=loader,
                                        eval_dataloader=None, tokenizer=None, vllm_engines=[StubEngine.remote(rewards)],
@@ -93,6 +94,8 @@ def fresh_prompts(samples):
 
 
 def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(local_ray):
+    from openrlhf_rrl.openrlhf.samples_generator import PLAN_SECONDS_ATTR
+
     rewards = dict.fromkeys(DATASET, 0.5)
     batches = one_episode("rrl_test_defer", True, rewards)
     fresh = [p for samples, _ in batches for p in fresh_prompts(samples)]
@@ -103,6 +106,9 @@ def test_deferred_prompts_are_rolled_out_later_and_every_dataset_prompt_once(loc
     # come back, and restarts fill its two empty slots: every batch trains at full size
     assert restarts == [2, 2, 2, 2] and [len(samples) for samples, _ in batches] == [4 * N] * 4
     assert [fresh_prompts(samples) for samples, _ in batches] == [["d0", "d1"], ["d2", "d3"], ["d4", "d5"], ["d6", "d7"]]
+    # each batch carries the time its plan call took (the async trainer's experience maker cannot read the
+    # generator's client)
+    assert all(getattr(samples[0], PLAN_SECONDS_ATTR) > 0 for samples, _ in batches)
 
     dropped = one_episode("rrl_test_drop", False, rewards)  # --rrl_displaced_prompts drop: the old behaviour
     assert [fresh_prompts(samples) for samples, _ in dropped] == [["d0", "d1"], ["d4", "d5"]]
