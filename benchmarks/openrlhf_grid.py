@@ -51,6 +51,7 @@ DEFAULT_ARMS = [
     # the checker as a dense process reward (the runner's best weight), so the checker arm's baseline knows as much
     "baseline-process-t1.5-lr1e-3-const=RRL_OUTCOME_REWARD={assets}/reward_func.py "
     "RRL_STEP_CHECKER={assets}/step_checker.py RRL_TOKENIZER={assets}/seed{seed}/model RRL_PROCESS_WEIGHT=0.25 "
+    "RRL_PROCESS_EVAL_DATASET={assets}/eval.jsonl "  # OpenRLHF's eval reports the reward: keep it the outcome
     "--reward.remote_url {root}/scripts/reward_process.py --actor.adam.lr 1e-3 --rollout.temperature 1.5 "
     f"{RUNNER_OPTIMIZER}",
 ]
@@ -132,9 +133,19 @@ def arm_command(flags: str, assets: Path, seed: int) -> tuple[dict[str, str], li
     return env, words
 
 
+def evals_above_one(rows: list[dict]) -> list[str]:
+    """Eval sets whose value left [0, 1]: OpenRLHF's eval is the mean reward, a success rate only where the
+    reward on the eval set is the 0/1 outcome (a shaped reward breaks that)."""
+    return sorted({k for r in rows if r["kind"] == "eval" for k, v in r.items() if k.startswith("eval/") and v > 1})
+
+
 def write_metrics(run_dir: Path, out: Path, name: str, wall_s: float) -> int:
     """The run's metrics file from its tensorboard logs (atomic); returns its row count."""
     rows = metrics_rows(scalars(run_dir / "tb"), wall_s)
+    above = evals_above_one(rows)
+    if above:
+        print(f"WARNING {name}: {', '.join(above)} above 1: its reward is not the outcome on the eval set "
+              "(a process-reward arm needs RRL_PROCESS_EVAL_DATASET)", flush=True)
     (out / "metrics").mkdir(exist_ok=True)
     atomic_write_text(out / "metrics" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)

@@ -13,7 +13,12 @@ starts Ray itself):
   RRL_TOKENIZER        the actor's model path: the checker reads token ids, so prompt and response
                        text are tokenized again (an id can differ from the sampled one where the
                        tokenizer merges differently; the checker then sees what the text says);
-  RRL_PROCESS_WEIGHT   the weight (default 0.5); tune it like the learning rate, over a few values.
+  RRL_PROCESS_WEIGHT   the weight (default 0.5); tune it like the learning rate, over a few values;
+  RRL_PROCESS_EVAL_DATASET
+                       optional, your --eval.dataset JSONL (prompt under "prompt", label under
+                       "label", as the grid writes it): its prompts get the outcome alone. OpenRLHF's
+                       eval reports the mean *reward* (eval_*_pass1), so without this a process reward
+                       inflates the eval by up to the weight and it is no longer a success rate.
 
 `scores` (dynamic filtering, and what --rrl_success_threshold reads) stay the outcome's: the
 process reward shapes the advantages only, it never turns a failure into a success.
@@ -22,7 +27,9 @@ process reward shapes the advantages only, it never turns a failure into a succe
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -53,7 +60,36 @@ def _parts():
         _loaded["checker"] = load_step_checker(_setting("RRL_STEP_CHECKER"))
         _loaded["tokenizer"] = AutoTokenizer.from_pretrained(_setting("RRL_TOKENIZER"))
         _loaded["weight"] = float(os.environ.get("RRL_PROCESS_WEIGHT", "0.5"))
+        _loaded["eval"] = eval_prompts(os.environ.get("RRL_PROCESS_EVAL_DATASET", "").strip())
     return _loaded
+
+
+def eval_prompts(path: str) -> dict:
+    """label -> the eval set's prompt texts with that label (a chat prompt: its last message's content)."""
+    out: dict = {}
+    if not path:
+        return out
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise RuntimeError(f"reward_process.py: RRL_PROCESS_EVAL_DATASET={path}: cannot read it ({e.strerror})")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompt = row["prompt"]
+            text = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+            out.setdefault(str(row["label"]), []).append(str(text))
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RuntimeError(f"reward_process.py: RRL_PROCESS_EVAL_DATASET={path} line {n}: expected a JSON "
+                               "object with \"prompt\" (text or chat messages) and \"label\"") from None
+    return out
+
+
+def is_eval(evals: dict, prompt: str, label) -> bool:
+    """Whether OpenRLHF's templated prompt is one of the eval set's (same label, its text inside)."""
+    return any(text in prompt for text in evals.get(str(label), ()))
 
 
 def verified_share(checker, tokenizer, prompt: str, response: str, label) -> float:
@@ -77,7 +113,8 @@ def reward_func(queries, prompts, labels, **kwargs):
     else:
         rewards = torch.as_tensor(outcome, dtype=torch.float32)
         scores, extra = rewards.clone(), {}
-    share = torch.tensor([verified_share(parts["checker"], parts["tokenizer"], p, q[len(p):], lab)
+    share = torch.tensor([0.0 if is_eval(parts["eval"], p, lab)  # the eval reads the outcome alone
+                          else verified_share(parts["checker"], parts["tokenizer"], p, q[len(p):], lab)
                           for q, p, lab in zip(queries, prompts, labels)], dtype=torch.float32)
     extra["verified_share"] = share
     return {"rewards": rewards + parts["weight"] * share, "scores": scores, "extra_logs": extra}

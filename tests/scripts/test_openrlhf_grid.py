@@ -38,6 +38,10 @@ def test_tensorboard_scalars_become_train_eval_and_summary_rows_the_report_reads
     assert summary["tokens_generated"] == 256 * 8 + 256 * (6 - 0.5) and summary["step_time_s"] == 4.0
     assert abs(summary["rrl_overhead_pct"] - 1.0) < 1e-9  # 0.08 s of 8 s
 
+    assert grid.evals_above_one(rows) == []
+    shaped = grid.metrics_rows({**tags, "eval/eval_mid_pass1": {0: 0.9, 2: 1.2}}, wall_s=60.0)
+    assert grid.evals_above_one(shaped) == ["eval/mid"]  # a process reward on the eval set: no success rate
+
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "rrl-agree_s0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (row,) = summarize(read_runs(tmp_path), "eval/hard", baseline="none")
@@ -69,6 +73,9 @@ def test_an_arms_leading_env_words_set_its_environment_and_the_process_baseline_
     checker_file = checker_flags[checker_flags.index("--rrl_step_checker") + 1]
     assert env["RRL_STEP_CHECKER"] == checker_file  # the baseline's process reward reads replay's checker
     assert env["RRL_TOKENIZER"] == f"{tmp_path}/seed1/model" and env["RRL_OUTCOME_REWARD"] == f"{tmp_path}/reward_func.py"
+    # OpenRLHF's eval reports the reward: the eval set's prompts get the outcome alone, as in every other arm
+    base = grid.base_flags(tmp_path, 1, 400, 25, tmp_path / "run")
+    assert env["RRL_PROCESS_EVAL_DATASET"] == base[base.index("--eval.dataset") + 1]
     reward_file = Path(flags[flags.index("--reward.remote_url") + 1])
     assert reward_file == ROOT / "scripts" / "reward_process.py" and reward_file.exists()
     assert not any("=" in word and word.split("=", 1)[0].isupper() for word in flags)

@@ -60,3 +60,27 @@ def test_a_missing_setting_names_itself(reward_process, monkeypatch):
     monkeypatch.delenv("RRL_STEP_CHECKER")
     with pytest.raises(RuntimeError, match="^reward_process.py: set RRL_STEP_CHECKER"):
         reward_process.reward_func(["q"], ["q"], ["l"])
+
+
+def test_the_eval_sets_prompts_get_the_outcome_alone(reward_process, tmp_path, monkeypatch):
+    """OpenRLHF's eval reports the mean reward: with RRL_PROCESS_EVAL_DATASET it stays a success rate."""
+    import json
+
+    prompt, label, response = "1 +2 *3 =", "3 4", " 3 9 <eos>"  # a failure with a verified first value
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"prompt": [{"role": "user", "content": prompt}], "label": label}) + "\n")
+    monkeypatch.setenv("RRL_PROCESS_EVAL_DATASET", str(evals))
+    reward_process._loaded.clear()
+    templated = f"<user> {prompt} <assistant>"  # the eval text inside OpenRLHF's chat-templated prompt
+    other = "2 +2 *3 ="  # a training prompt: same label, another text
+    queries, prompts = [templated + response, other + response], [templated, other]
+    out = reward_process.reward_func(queries, prompts, [label] * 2)
+    outcome = reward_process._parts()["outcome"](queries, prompts, [label] * 2)["rewards"]
+    assert out["extra_logs"]["verified_share"].tolist() == [0.0, pytest.approx(1 / 3)]  # 1 of 3 tokens verified
+    assert out["rewards"][0] == outcome[0]  # the eval prompt: the outcome alone
+    assert out["rewards"][1].item() == pytest.approx(outcome[1].item() + 0.5 / 3)  # a training prompt: shaped
+
+    evals.write_text('{"prompt": "1 =", "answer": "1"}\n')
+    reward_process._loaded.clear()
+    with pytest.raises(RuntimeError, match="^reward_process.py: RRL_PROCESS_EVAL_DATASET=.* line 1: expected"):
+        reward_process.reward_func(["q"], ["q"], ["l"])
