@@ -15,10 +15,12 @@ starts Ray itself):
                        tokenizer merges differently; the checker then sees what the text says);
   RRL_PROCESS_WEIGHT   the weight (default 0.5); tune it like the learning rate, over a few values;
   RRL_PROCESS_EVAL_DATASET
-                       optional, your --eval.dataset JSONL (prompt under "prompt", label under
-                       "label", as the grid writes it): its prompts get the outcome alone. OpenRLHF's
-                       eval reports the mean *reward* (eval_*_pass1), so without this a process reward
-                       inflates the eval by up to the weight and it is no longer a success rate.
+                       optional, your --eval.dataset JSONL: its prompts get the outcome alone.
+                       OpenRLHF's eval reports the mean *reward* (eval_*_pass1), so without this a
+                       process reward inflates the eval by up to the weight and it is no longer a
+                       success rate. Its keys: RRL_PROCESS_EVAL_INPUT_KEY (default prompt) and
+                       RRL_PROCESS_EVAL_LABEL_KEY (default label), as your --data.input_key and
+                       --data.label_key.
 
 `scores` (dynamic filtering, and what --rrl_success_threshold reads) stay the outcome's: the
 process reward shapes the advantages only, it never turns a failure into a success.
@@ -69,6 +71,8 @@ def eval_prompts(path: str) -> dict:
     out: dict = {}
     if not path:
         return out
+    input_key = os.environ.get("RRL_PROCESS_EVAL_INPUT_KEY", "").strip() or "prompt"
+    label_key = os.environ.get("RRL_PROCESS_EVAL_LABEL_KEY", "").strip() or "label"
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as e:
@@ -78,12 +82,13 @@ def eval_prompts(path: str) -> dict:
             continue
         try:
             row = json.loads(line)
-            prompt = row["prompt"]
+            prompt = row[input_key]
             text = prompt[-1]["content"] if isinstance(prompt, list) else prompt
-            out.setdefault(str(row["label"]), []).append(str(text))
+            out.setdefault(str(row[label_key]), []).append(str(text))
         except (ValueError, KeyError, IndexError, TypeError):
             raise RuntimeError(f"reward_process.py: RRL_PROCESS_EVAL_DATASET={path} line {n}: expected a JSON "
-                               "object with \"prompt\" (text or chat messages) and \"label\"") from None
+                               f"object with {input_key!r} (text or chat messages) and {label_key!r} "
+                               "(RRL_PROCESS_EVAL_INPUT_KEY, RRL_PROCESS_EVAL_LABEL_KEY)") from None
     return out
 
 

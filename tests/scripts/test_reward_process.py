@@ -82,5 +82,8 @@ def test_the_eval_sets_prompts_get_the_outcome_alone(reward_process, tmp_path, m
 
     evals.write_text('{"prompt": "1 =", "answer": "1"}\n')
     reward_process._loaded.clear()
-    with pytest.raises(RuntimeError, match="^reward_process.py: RRL_PROCESS_EVAL_DATASET=.* line 1: expected"):
+    with pytest.raises(RuntimeError, match="^reward_process.py: RRL_PROCESS_EVAL_DATASET=.* line 1: expected .*'label'"):
         reward_process.reward_func(["q"], ["q"], ["l"])
+    monkeypatch.setenv("RRL_PROCESS_EVAL_LABEL_KEY", "answer")  # the dataset's own key, as --data.label_key
+    reward_process._loaded.clear()
+    assert reward_process._parts()["eval"] == {"1": ["1 ="]}
