@@ -166,7 +166,7 @@ def markdown_table(rows: list[dict], key: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def _draw(ax, arms: dict[str, list[RunCurve]], key: str) -> None:
+def _draw(ax, arms: dict[str, list[RunCurve]], key: str, legend_size: str = "medium") -> None:
     """Seed-mean eval success vs step per arm, with the min..max band over seeds, on one axis."""
     for arm, runs in arms.items():
         steps, curve = mean_curve(runs, key)
@@ -178,7 +178,7 @@ def _draw(ax, arms: dict[str, list[RunCurve]], key: str) -> None:
     ax.set_xlabel("RL step")
     ax.set_ylabel(f"held-out success ({key.removeprefix('eval/')}, greedy)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=legend_size)
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -216,9 +216,9 @@ def plot_panels(arms: dict[str, list[RunCurve]], key: str, path: str | os.PathLi
     missing = sorted({a for names in panels.values() for a in names} - set(arms))
     if missing:
         raise ValueError(f"--panel: no metrics for arm(s) {', '.join(missing)}; the grid has {', '.join(sorted(arms))}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), dpi=120, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), dpi=120, sharey=True, squeeze=False)
     for ax, (title, names) in zip(axes[0], panels.items()):
-        _draw(ax, {a: arms[a] for a in names}, key)
+        _draw(ax, {a: arms[a] for a in names}, key, legend_size="small")  # long arm names stay inside the panel
         ax.set_title(title)
     _save(fig, path)
 
