@@ -173,6 +173,19 @@ def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> N
     print(f"{name}: {write_metrics(run_dir, out, name, wall_total) - 1} rows in {wall:.0f} s", flush=True)
 
 
+def selected_seeds(parser: argparse.ArgumentParser, n_seeds: int, only: str | None) -> list[int]:
+    """range(n_seeds), or the --only_seeds subset of it (a seed outside it is a one-line error)."""
+    if only is None:
+        return list(range(n_seeds))
+    try:
+        seeds = [int(s) for s in only.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--only_seeds: expected comma-separated integers, got {only!r}")
+    if not seeds or any(not 0 <= s < n_seeds for s in seeds):
+        parser.error(f"--only_seeds: expected seeds in 0..{n_seeds - 1} (--seeds {n_seeds}), got {only!r}")
+    return seeds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/openrlhf-grid")
@@ -190,16 +203,20 @@ def main(argv=None) -> int:
     p.add_argument("--rebuild_metrics", action="store_true", help="rewrite every finished run's metrics file from "
                                                                    "its tensorboard logs (after a change to how they "
                                                                    "are read), then the report; runs nothing")
+    p.add_argument("--only_seeds", default=None, help="comma-separated seeds of range(--seeds) to run, the others "
+                                                       "left as they are (to add a seed to a grid, or to split one "
+                                                       "across machines); the table covers every finished run")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint "
                                                           "(finished runs are always kept)")
     args = p.parse_args(argv)
+    seeds = selected_seeds(p, args.seeds, args.only_seeds)
     out = Path(args.out)
     assets = out / "assets"
-    if not (assets / "eval.jsonl").exists():
+    missing = [s for s in seeds if not (assets / f"seed{s}" / "model" / "config.json").exists()]
+    if missing or not (assets / "eval.jsonl").exists():
         from openrlhf_rrl.runner.export_openrlhf import main as export
 
-        export([str(assets), "--seeds", ",".join(map(str, range(args.seeds))),
-                "--prompts", str(args.steps * PROMPTS_PER_STEP)])
+        export([str(assets), "--seeds", ",".join(map(str, missing)), "--prompts", str(args.steps * PROMPTS_PER_STEP)])
     arms = [a.split("=", 1) for a in (args.arm or DEFAULT_ARMS)]
     done = {p.stem for p in (out / "metrics").glob("*.jsonl")}  # finished runs; an unfinished one has no file yet
     if args.rebuild_metrics:
@@ -207,7 +224,7 @@ def main(argv=None) -> int:
             run_dir = out / "runs" / name
             write_metrics(run_dir, out, name, float((run_dir / "wall_s").read_text()))
     else:
-        for seed in range(args.seeds):
+        for seed in seeds:
             for arm, flags in arms:
                 if f"{arm}_s{seed}" not in done:
                     run_one(arm, flags, seed, args, assets, out)

@@ -80,3 +80,18 @@ def test_an_arms_leading_env_words_set_its_environment_and_the_process_baseline_
     assert reward_file == ROOT / "scripts" / "reward_process.py" and reward_file.exists()
     assert not any("=" in word and word.split("=", 1)[0].isupper() for word in flags)
     assert grid.arm_command("--actor.adam.lr 1e-3 --x A=B", tmp_path, 0) == ({}, ["--actor.adam.lr", "1e-3", "--x", "A=B"])
+
+
+def test_only_seeds_picks_a_subset_of_the_grids_seeds_and_names_the_flag_on_bad_input(capsys):
+    import argparse
+
+    import pytest
+
+    grid = load_grid()
+    parser = argparse.ArgumentParser()
+    assert grid.selected_seeds(parser, 3, None) == [0, 1, 2]
+    assert grid.selected_seeds(parser, 3, "2") == [2] and grid.selected_seeds(parser, 5, "1,3") == [1, 3]
+    for bad in ("3", "x", ""):
+        with pytest.raises(SystemExit):
+            grid.selected_seeds(parser, 3, bad)
+        assert "--only_seeds" in capsys.readouterr().err
