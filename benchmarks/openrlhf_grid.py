@@ -151,6 +151,16 @@ def write_metrics(run_dir: Path, out: Path, name: str, wall_s: float) -> int:
     return len(rows)
 
 
+def write_record(out: Path, record: Path) -> None:
+    """Every finished run's compact metrics (evals, summary, replay counts) under record/metrics/ (atomic)."""
+    from openrlhf_rrl.runner.report import compact_rows
+
+    (record / "metrics").mkdir(parents=True, exist_ok=True)
+    for path in sorted((out / "metrics").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        atomic_write_text(record / "metrics" / path.name, "".join(json.dumps(r) + "\n" for r in compact_rows(rows)))
+
+
 def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> None:
     name = f"{arm}_s{seed}"
     run_dir = out / "runs" / name
@@ -206,6 +216,10 @@ def main(argv=None) -> int:
     p.add_argument("--only_seeds", default=None, help="comma-separated seeds of range(--seeds) to run, the others "
                                                        "left as they are (to add a seed to a grid, or to split one "
                                                        "across machines); the table covers every finished run")
+    p.add_argument("--record", default=None, help="also copy every finished run's evals, summary and replay "
+                                                   "counts (runner.report.compact_rows, a few KB a run) into "
+                                                   "RECORD/metrics/, e.g. under docs/measurements/, so the table "
+                                                   "and plot can be redrawn after runs/ is gone")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint "
                                                           "(finished runs are always kept)")
     args = p.parse_args(argv)
@@ -230,6 +244,8 @@ def main(argv=None) -> int:
                     run_one(arm, flags, seed, args, assets, out)
     from openrlhf_rrl.runner.report import write_report
 
+    if args.record:
+        write_record(out, Path(args.record))
     table, _ = write_report(out, key="eval/hard", baseline=args.reference,
                             title=f"chain task through the OpenRLHF launcher (CPU): hard success, {args.seeds} seeds",
                             horizons=[int(h) for h in args.horizons.split(",")])

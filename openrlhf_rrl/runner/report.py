@@ -53,6 +53,23 @@ def read_run(path: str | os.PathLike) -> RunCurve:
     return run
 
 
+# kept by compact_rows besides the mechanism: restart groups spent on retries (their share says which kind ran)
+RECORD_COUNTS = MECHANISM + ("rrl/retry_groups",)
+
+
+def compact_rows(rows: list[dict]) -> list[dict]:
+    """What the table and plot read, and no more: the eval rows, the summary row and one train row holding
+    the run's replay counts (RECORD_COUNTS) summed over its steps. A few KB a run instead of a row per step,
+    so a measurement's runs can be kept in the repository and its table and plot redrawn from there."""
+    train = [r for r in rows if r.get("kind") == "train"]
+    kept = [r for r in rows if r.get("kind") == "eval"]
+    if train:
+        counted = [k for k in RECORD_COUNTS if any(k in r for r in train)]
+        kept.insert(0, {"kind": "train", "step": train[-1]["step"], "steps": len(train),
+                        **{k: sum(r.get(k, 0) for r in train) for k in counted}})
+    return kept + [r for r in rows if r.get("kind") == "summary"]
+
+
 def read_runs(out_dir: str | os.PathLike) -> dict[str, list[RunCurve]]:
     """All runs of an output folder, grouped by arm, seeds in order."""
     arms: dict[str, list[RunCurve]] = {}

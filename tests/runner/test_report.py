@@ -51,3 +51,27 @@ def test_panels_plot_each_comparison_and_a_missing_arm_is_a_one_line_error(tmp_p
         main([str(tmp_path), "--png", str(one), "--panel", "x=baseline,rrl-nope"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--panel" in err and "rrl-nope" in err
+
+
+def test_compact_rows_keep_the_table_and_curves_and_shrink_the_file(tmp_path):
+    from openrlhf_rrl.runner.report import compact_rows, read_runs
+
+    full, compact = tmp_path / "full", tmp_path / "compact"
+    for seed in (0, 1):
+        write_run(full, "baseline", seed, [0.1, 0.2, 0.25])
+        write_run(full, "rrl", seed, [0.1, 0.3, 0.4], mechanism=(3, 1, 2 + seed))
+    (compact / "metrics").mkdir(parents=True)
+    for path in (full / "metrics").glob("*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows = [dict(r, **{"loss": 0.5, "rrl/retry_groups": 1}) if r["kind"] == "train" and "rrl/candidates" in r
+                else dict(r, loss=0.5) if r["kind"] == "train" else r for r in rows]
+        kept = compact_rows(rows)
+        assert [r["kind"] for r in kept] == ["train", "eval", "eval", "eval", "summary"]
+        assert "loss" not in kept[0] and kept[0]["steps"] == 3
+        if "rrl" in path.stem:
+            assert kept[0]["rrl/retry_groups"] == 3 and kept[0]["rrl/restart_groups"] == 3 * (2 + int(path.stem[-1]))
+        (compact / "metrics" / path.name).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert write_report(full, horizons=[2, 3])[0] == write_report(compact, horizons=[2, 3])[0]
+    for arm, runs in read_runs(full).items():
+        assert [(r.eval_steps, r.evals, r.replay_on) for r in runs] == \
+               [(r.eval_steps, r.evals, r.replay_on) for r in read_runs(compact)[arm]]

@@ -95,3 +95,17 @@ def test_only_seeds_picks_a_subset_of_the_grids_seeds_and_names_the_flag_on_bad_
         with pytest.raises(SystemExit):
             grid.selected_seeds(parser, 3, bad)
         assert "--only_seeds" in capsys.readouterr().err
+
+
+def test_record_keeps_every_finished_runs_compact_metrics_where_the_report_reads_them(tmp_path):
+    from openrlhf_rrl.runner.report import read_runs
+
+    grid = load_grid()
+    rows = grid.metrics_rows({"train/reward": {1: 0.1, 2: 0.2}, "train/rrl/restart_groups": {1: 2.0, 2: 3.0},
+                              "eval/eval_hard_pass1": {2: 0.3}}, wall_s=9.0)
+    (tmp_path / "out" / "metrics").mkdir(parents=True)
+    (tmp_path / "out" / "metrics" / "rrl_s0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    grid.write_record(tmp_path / "out", tmp_path / "doc")
+    (run,) = read_runs(tmp_path / "doc")["rrl"]
+    assert run.evals == {"eval/hard": [0.3]} and run.mechanism["rrl/restart_groups"] == 5.0
+    assert run.summary["wall_s"] == 9.0
