@@ -139,6 +139,12 @@ def evals_above_one(rows: list[dict]) -> list[str]:
     return sorted({k for r in rows if r["kind"] == "eval" for k, v in r.items() if k.startswith("eval/") and v > 1})
 
 
+def write_rows(folder: Path, name: str, rows: list[dict]) -> None:
+    """A metrics file, folder/metrics/<name>.jsonl, one JSON row a line (atomic: never half-written)."""
+    (folder / "metrics").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "metrics" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def write_metrics(run_dir: Path, out: Path, name: str, wall_s: float) -> int:
     """The run's metrics file from its tensorboard logs (atomic); returns its row count."""
     rows = metrics_rows(scalars(run_dir / "tb"), wall_s)
@@ -146,8 +152,7 @@ def write_metrics(run_dir: Path, out: Path, name: str, wall_s: float) -> int:
     if above:
         print(f"WARNING {name}: {', '.join(above)} above 1: its reward is not the outcome on the eval set "
               "(a process-reward arm needs RRL_PROCESS_EVAL_DATASET)", flush=True)
-    (out / "metrics").mkdir(exist_ok=True)
-    atomic_write_text(out / "metrics" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_rows(out, name, rows)
     return len(rows)
 
 
@@ -155,10 +160,9 @@ def write_record(out: Path, record: Path) -> None:
     """Every finished run's compact metrics (evals, summary, replay counts) under record/metrics/ (atomic)."""
     from openrlhf_rrl.runner.report import compact_rows
 
-    (record / "metrics").mkdir(parents=True, exist_ok=True)
     for path in sorted((out / "metrics").glob("*.jsonl")):
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        atomic_write_text(record / "metrics" / path.name, "".join(json.dumps(r) + "\n" for r in compact_rows(rows)))
+        write_rows(record, path.stem, compact_rows(rows))
 
 
 def run_one(arm: str, flags: str, seed: int, args, assets: Path, out: Path) -> None:
@@ -242,10 +246,10 @@ def main(argv=None) -> int:
             for arm, flags in arms:
                 if f"{arm}_s{seed}" not in done:
                     run_one(arm, flags, seed, args, assets, out)
-    from openrlhf_rrl.runner.report import write_report
-
     if args.record:
         write_record(out, Path(args.record))
+    from openrlhf_rrl.runner.report import write_report
+
     table, _ = write_report(out, key="eval/hard", baseline=args.reference,
                             title=f"chain task through the OpenRLHF launcher (CPU): hard success, {args.seeds} seeds",
                             horizons=[int(h) for h in args.horizons.split(",")])
